@@ -1,0 +1,37 @@
+# Vigil — the two commands a user needs: `make run` and `make test`.
+# Everything else (build trees, packages, servers) is derived from them.
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+.PHONY: all deps build asan run test test-fast format clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVIGIL_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+run: build
+	@./scripts/run.sh
+
+# Every test, in the normal build and again under ASan+UBSan.
+test: build asan
+	@./scripts/test.sh $(BUILD) $(ASAN_BUILD)
+
+# Only the normal build (quicker while developing).
+test-fast: build
+	@./scripts/test.sh $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

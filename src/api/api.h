@@ -1,0 +1,125 @@
+/*
+ * api.h — what every HTTP endpoint sees: the request context, the reply
+ * helpers and the routing table entry.
+ *
+ * One file per resource (api_customers.c → api_customers_post, ...). A
+ * handler reads the request through api_ctx, does its work through the store
+ * layer, and finishes with exactly one api_reply_* call.
+ */
+#ifndef VIGIL_API_API_H
+#define VIGIL_API_API_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/db.h"
+#include "store/store_keys.h"
+#include "util/config.h"
+#include "util/status.h"
+
+struct MHD_Connection;
+typedef struct api_ctx api_ctx;
+typedef void (*api_handler)(api_ctx *ctx);
+
+#define API_MAX_PARAMS 4
+
+typedef struct api_route {
+    const char *method;
+    const char *pattern; /* "/customers/{id}/risk": {x} matches one segment */
+    api_handler handler;
+    unsigned roles; /* vg_role bits allowed; 0 = public (no key needed) */
+} api_route;
+
+/* The routing table (api_routes.c), terminated by a NULL method. */
+extern const api_route api_routes[];
+
+/* Process-wide state shared by handlers (read-only after start-up). */
+typedef struct api_server_state {
+    const vg_config *cfg;
+    db_pool *pool;
+} api_server_state;
+
+struct api_ctx {
+    struct MHD_Connection *conn;
+    const api_server_state *state;
+    const api_route *route;
+    const char *method;
+    const char *path;
+    char request_id[64];
+    int64_t start_us;
+
+    char *body; /* NUL-terminated, body_len bytes */
+    size_t body_len, body_cap;
+    int body_too_large;
+
+    char params[API_MAX_PARAMS][128]; /* path parameters in pattern order */
+    int nparams;
+
+    api_key_info key; /* authenticated caller (role 0 on public routes) */
+    PGconn *db;       /* borrowed by api_db(), returned after the handler */
+
+    /* the reply, set by api_reply_* */
+    int status;
+    char *reply_body;
+    size_t reply_len;
+    const char *reply_type;
+    char location[256];
+    int retry_after; /* seconds; 0 = none */
+};
+
+/* Borrows a database connection for this request (released automatically
+ * after the handler). NULL with VG_E_UNAVAILABLE in err. */
+PGconn *api_db(api_ctx *ctx, vg_error *err);
+
+/* Parses the body as a JSON object or array: checks Content-Type, size,
+ * nesting depth (VIGIL_MAX_JSON_DEPTH) and UTF-8. NULL with err (400/413/415). */
+json_t *api_body_json(api_ctx *ctx, vg_error *err);
+
+/* Query-string argument or NULL. */
+const char *api_query(api_ctx *ctx, const char *name);
+
+/* ?limit= within 1..VIGIL_PAGE_LIMIT_MAX (default `def`); VG_E_INVALID otherwise. */
+vg_status api_query_limit(api_ctx *ctx, int def, int *limit, vg_error *err);
+
+/* Actor string for audit columns: "key:<name>". */
+void api_actor(const api_ctx *ctx, char out[160]);
+
+/* Replies: each sets the response exactly once. `body` is stolen. */
+void api_reply_json(api_ctx *ctx, int status, json_t *body);
+/* Reply with a JSON text produced by PostgreSQL (copied). */
+void api_reply_text(api_ctx *ctx, int status, const char *json_text);
+/* Finishes a handler after a store call: on VG_OK replies `out` (a JSON
+ * text) with `status`, otherwise replies the error. Frees `out`, clears err. */
+void api_reply_result(api_ctx *ctx, vg_status st, int status, char *out, vg_error *err);
+/* Path parameter `i` as a UUID (lower-cased in place); replies 404 and
+ * returns NULL when it is not one (no such resource can exist). */
+const char *api_param_uuid(api_ctx *ctx, int i, const char *what);
+/* application/problem+json from `err` (type, title, status, detail, field,
+ * errors[], request_id). */
+void api_reply_error(api_ctx *ctx, const vg_error *err);
+/* Shortcut: api_reply_error for a fresh error. */
+void api_reply_fail(api_ctx *ctx, vg_status code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Endpoints */
+void api_healthz_get(api_ctx *ctx);
+void api_readyz_get(api_ctx *ctx);
+void api_customers_post(api_ctx *ctx);
+void api_customers_list(api_ctx *ctx);
+void api_customer_get(api_ctx *ctx);
+void api_customer_patch(api_ctx *ctx);
+void api_customer_risk_get(api_ctx *ctx);
+void api_transactions_post(api_ctx *ctx);
+void api_transactions_list(api_ctx *ctx);
+void api_transaction_get(api_ctx *ctx);
+void api_alerts_list(api_ctx *ctx);
+void api_alert_get(api_ctx *ctx);
+void api_alert_patch(api_ctx *ctx);
+void api_kyc_tasks_list(api_ctx *ctx);
+void api_kyc_task_patch(api_ctx *ctx);
+void api_rules_list(api_ctx *ctx);
+void api_rule_patch(api_ctx *ctx);
+
+#endif

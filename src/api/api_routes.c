@@ -1,0 +1,39 @@
+/*
+ * api_routes.c — the routing table: every endpoint, its method and the
+ * roles that may call it. A route with no roles is public (health checks
+ * only). The authorization test walks this table.
+ */
+#include "api/api.h"
+
+#define PUBLIC 0u
+#define READERS ((unsigned)ROLE_ANY_READER)
+#define WRITERS ((unsigned)(ROLE_ADMIN | ROLE_INGEST))
+#define WORKERS ((unsigned)(ROLE_ADMIN | ROLE_ANALYST))
+#define ADMIN ((unsigned)ROLE_ADMIN)
+
+const api_route api_routes[] = {
+    {"GET", "/healthz", api_healthz_get, PUBLIC},
+    {"GET", "/readyz", api_readyz_get, PUBLIC},
+
+    {"POST", "/customers", api_customers_post, WRITERS},
+    {"GET", "/customers", api_customers_list, READERS},
+    {"GET", "/customers/{id}", api_customer_get, READERS},
+    {"PATCH", "/customers/{id}", api_customer_patch, WRITERS},
+    {"GET", "/customers/{id}/risk", api_customer_risk_get, READERS},
+
+    {"POST", "/transactions", api_transactions_post, WRITERS},
+    {"GET", "/transactions", api_transactions_list, READERS},
+    {"GET", "/transactions/{id}", api_transaction_get, READERS},
+
+    {"GET", "/alerts", api_alerts_list, READERS},
+    {"GET", "/alerts/{id}", api_alert_get, READERS},
+    {"PATCH", "/alerts/{id}", api_alert_patch, WORKERS},
+
+    {"GET", "/kyc/tasks", api_kyc_tasks_list, READERS},
+    {"PATCH", "/kyc/tasks/{id}", api_kyc_task_patch, WORKERS},
+
+    {"GET", "/rules", api_rules_list, READERS},
+    {"PATCH", "/rules/{id}", api_rule_patch, ADMIN},
+
+    {NULL, NULL, NULL, 0},
+};

@@ -1,0 +1,470 @@
+/*
+ * server.c — request life cycle on top of libmicrohttpd.
+ *
+ * For each request: read the body (bounded by VIGIL_MAX_BODY_BYTES), match
+ * the routing table, authenticate the bearer key, check the route admits the
+ * key's role, run the handler, queue its reply with X-Request-Id, and write
+ * one JSON access-log line when the response is done.
+ *
+ * Handlers run on MHD's worker threads and block on PostgreSQL; the thread
+ * pool size is the concurrency limit, and the DB pool holds one connection
+ * per worker so a request never waits for a connection.
+ */
+#include "api/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "domain/timeparse.h"
+#include "domain/validate.h"
+#include "util/log.h"
+
+static atomic_int in_flight;
+
+/* ---- request context ---------------------------------------------------- */
+
+static void new_request_id(api_ctx *ctx)
+{
+    const char *given =
+        MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "X-Request-Id");
+    /* Accept a caller's id only if it is short and plain, to keep logs safe. */
+    if (given && strlen(given) > 0 && strlen(given) < sizeof ctx->request_id &&
+        strspn(given, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:") ==
+            strlen(given)) {
+        snprintf(ctx->request_id, sizeof ctx->request_id, "%s", given);
+        return;
+    }
+    unsigned char raw[12];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        memset(raw, 0, sizeof raw);
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(ctx->request_id + 2 * i, 3, "%02x", raw[i]);
+}
+
+PGconn *api_db(api_ctx *ctx, vg_error *err)
+{
+    if (!ctx->db)
+        ctx->db = db_acquire(ctx->state->pool, err);
+    return ctx->db;
+}
+
+const char *api_query(api_ctx *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+vg_status api_query_limit(api_ctx *ctx, int def, int *limit, vg_error *err)
+{
+    const char *s = api_query(ctx, "limit");
+    long max = ctx->state->cfg->page_limit_max;
+    if (!s) {
+        *limit = def < max ? def : (int)max;
+        return VG_OK;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > max)
+        return vg_fail(err, VG_E_INVALID, "limit", "must be an integer from 1 to %ld", max);
+    *limit = (int)v;
+    return VG_OK;
+}
+
+void api_actor(const api_ctx *ctx, char out[160])
+{
+    snprintf(out, 160, "key:%s", ctx->key.name);
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void set_reply(api_ctx *ctx, int status, char *body, const char *type)
+{
+    free(ctx->reply_body);
+    ctx->status = status;
+    ctx->reply_body = body;
+    ctx->reply_len = body ? strlen(body) : 0;
+    ctx->reply_type = type;
+}
+
+void api_reply_json(api_ctx *ctx, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(body);
+    if (body && !text) {
+        api_reply_fail(ctx, VG_E_INTERNAL, NULL, "could not encode the reply");
+        return;
+    }
+    set_reply(ctx, status, text, "application/json");
+}
+
+void api_reply_text(api_ctx *ctx, int status, const char *json_text)
+{
+    char *copy = strdup(json_text);
+    if (!copy)
+        abort();
+    set_reply(ctx, status, copy, "application/json");
+}
+
+void api_reply_error(api_ctx *ctx, const vg_error *err)
+{
+    vg_status code = err->code == VG_OK ? VG_E_INTERNAL : err->code;
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "about:blank", "title",
+                          vg_status_title(code), "status", vg_status_http(code), "detail",
+                          err->detail[0] ? err->detail : vg_status_title(code), "request_id",
+                          ctx->request_id);
+    char type[128];
+    snprintf(type, sizeof type, "https://vigil.dev/problems/%s", vg_status_slug(code));
+    json_object_set_new(p, "type", json_string(type));
+    if (err->field[0])
+        json_object_set_new(p, "field", json_string(err->field));
+    if (err->items)
+        json_object_set(p, "errors", err->items);
+    if (code == VG_E_UNAVAILABLE)
+        ctx->retry_after = 1;
+    char *text = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(p);
+    set_reply(ctx, vg_status_http(code), text, "application/problem+json");
+}
+
+void api_reply_fail(api_ctx *ctx, vg_status code, const char *field, const char *fmt, ...)
+{
+    vg_error err = {.code = code};
+    snprintf(err.field, sizeof err.field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.detail, sizeof err.detail, fmt, ap);
+    va_end(ap);
+    api_reply_error(ctx, &err);
+}
+
+void api_reply_result(api_ctx *ctx, vg_status st, int status, char *out, vg_error *err)
+{
+    if (st == VG_OK)
+        api_reply_text(ctx, status, out ? out : "null");
+    else
+        api_reply_error(ctx, err);
+    free(out);
+    vg_error_clear(err);
+}
+
+const char *api_param_uuid(api_ctx *ctx, int i, const char *what)
+{
+    char canon[37];
+    if (i >= ctx->nparams || !uuid_parse(ctx->params[i], canon)) {
+        api_reply_fail(ctx, VG_E_NOT_FOUND, NULL, "%s %s not found", what,
+                       i < ctx->nparams ? ctx->params[i] : "");
+        return NULL;
+    }
+    memcpy(ctx->params[i], canon, sizeof canon);
+    return ctx->params[i];
+}
+
+/* ---- body --------------------------------------------------------------- */
+
+json_t *api_body_json(api_ctx *ctx, vg_error *err)
+{
+    if (ctx->body_too_large)
+        return vg_fail(err, VG_E_TOO_LARGE, NULL, "request body exceeds %ld bytes",
+                       ctx->state->cfg->max_body_bytes),
+               NULL;
+    const char *type =
+        MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!type || (strncasecmp(type, "application/json", 16) != 0 &&
+                  !strstr(type, "+json")))
+        return vg_fail(err, VG_E_MEDIA_TYPE, "Content-Type",
+                       "send the body as application/json"),
+               NULL;
+    if (ctx->body_len == 0)
+        return vg_fail(err, VG_E_MALFORMED, "body", "a JSON body is required"), NULL;
+    int depth = json_text_depth(ctx->body, ctx->body_len);
+    if (depth > ctx->state->cfg->max_json_depth)
+        return vg_fail(err, VG_E_MALFORMED, "body", "JSON nesting deeper than %ld levels",
+                       ctx->state->cfg->max_json_depth),
+               NULL;
+    json_error_t jerr;
+    json_t *j = json_loadb(ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j)
+        return vg_fail(err, VG_E_MALFORMED, "body", "invalid JSON at line %d column %d: %s",
+                       jerr.line, jerr.column, jerr.text),
+               NULL;
+    return j;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* Matches `path` against `pattern`, capturing {x} segments. */
+static int route_match(const char *pattern, const char *path, api_ctx *ctx)
+{
+    int n = 0;
+    while (*pattern && *path) {
+        if (*pattern != '/' || *path != '/')
+            return 0;
+        pattern++, path++;
+        size_t plen = strcspn(pattern, "/"), slen = strcspn(path, "/");
+        if (pattern[0] == '{') {
+            if (slen == 0 || slen >= sizeof ctx->params[0] || n >= API_MAX_PARAMS)
+                return 0;
+            memcpy(ctx->params[n], path, slen);
+            ctx->params[n][slen] = '\0';
+            n++;
+        } else if (plen != slen || strncmp(pattern, path, plen) != 0) {
+            return 0;
+        }
+        pattern += plen, path += slen;
+    }
+    if (*pattern || *path)
+        return 0;
+    ctx->nparams = n;
+    return 1;
+}
+
+/* Finds the route; on a path match with another method, builds Allow. */
+static const api_route *route_find(api_ctx *ctx, char *allow, size_t allow_sz)
+{
+    allow[0] = '\0';
+    for (const api_route *r = api_routes; r->method; r++) {
+        if (!route_match(r->pattern, ctx->path, ctx))
+            continue;
+        if (strcmp(r->method, ctx->method) == 0)
+            return r;
+        size_t used = strlen(allow);
+        snprintf(allow + used, allow_sz - used, "%s%s", used ? ", " : "", r->method);
+    }
+    return NULL;
+}
+
+static void authenticate_and_run(api_ctx *ctx)
+{
+    const api_route *r = ctx->route;
+    if (r->roles) {
+        const char *auth = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) == 0 ||
+            strlen(auth + 7) >= API_KEY_SECRET_MAX) {
+            api_reply_fail(ctx, VG_E_UNAUTHORIZED, "Authorization",
+                           "send 'Authorization: Bearer <API key>'");
+            return;
+        }
+        vg_error err = {0};
+        PGconn *db = api_db(ctx, &err);
+        if (!db || keys_authenticate(db, auth + 7, &ctx->key, &err) != VG_OK) {
+            api_reply_error(ctx, &err);
+            vg_error_clear(&err);
+            return;
+        }
+        if (!(r->roles & ctx->key.role)) {
+            api_reply_fail(ctx, VG_E_FORBIDDEN, NULL, "role '%s' may not %s %s",
+                           role_name(ctx->key.role), r->method, r->pattern);
+            return;
+        }
+    }
+    r->handler(ctx);
+    if (!ctx->status)
+        api_reply_fail(ctx, VG_E_INTERNAL, NULL, "handler produced no reply");
+}
+
+static void dispatch(api_ctx *ctx)
+{
+    char allow[128];
+    ctx->route = route_find(ctx, allow, sizeof allow);
+    if (!ctx->route) {
+        if (allow[0])
+            api_reply_fail(ctx, VG_E_METHOD, NULL, "%s is not allowed here; allowed: %s",
+                           ctx->method, allow);
+        else
+            api_reply_fail(ctx, VG_E_NOT_FOUND, NULL, "no such endpoint: %s", ctx->path);
+        return;
+    }
+    authenticate_and_run(ctx);
+}
+
+static enum MHD_Result queue_reply(api_ctx *ctx)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        ctx->reply_len, ctx->reply_body ? ctx->reply_body : (char *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    if (ctx->reply_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctx->reply_type);
+    MHD_add_response_header(resp, "X-Request-Id", ctx->request_id);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (ctx->location[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, ctx->location);
+    if (ctx->retry_after) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", ctx->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    if (ctx->status == 405) {
+        char allow[128];
+        route_find(ctx, allow, sizeof allow);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    enum MHD_Result ret = MHD_queue_response(ctx->conn, (unsigned)ctx->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    const api_server_state *state = cls;
+    api_ctx *ctx = *con_cls;
+    if (!ctx) {
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+            return MHD_NO;
+        ctx->conn = conn;
+        ctx->state = state;
+        ctx->method = method;
+        ctx->path = url;
+        ctx->start_us = now_epoch_us();
+        new_request_id(ctx);
+        atomic_fetch_add(&in_flight, 1);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)state->cfg->max_body_bytes)
+            ctx->body_too_large = 1;
+        *con_cls = ctx;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ctx->body_too_large || ctx->body_len + n > (size_t)state->cfg->max_body_bytes) {
+            ctx->body_too_large = 1; /* keep draining, reply 413 at the end */
+            return MHD_YES;
+        }
+        if (ctx->body_len + n + 1 > ctx->body_cap) {
+            size_t cap = ctx->body_cap ? ctx->body_cap : 4096;
+            while (cap < ctx->body_len + n + 1)
+                cap *= 2;
+            char *b = realloc(ctx->body, cap);
+            if (!b)
+                return MHD_NO;
+            ctx->body = b;
+            ctx->body_cap = cap;
+        }
+        memcpy(ctx->body + ctx->body_len, upload_data, n);
+        ctx->body_len += n;
+        ctx->body[ctx->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (ctx->body_too_large)
+        api_reply_fail(ctx, VG_E_TOO_LARGE, "body", "request body exceeds %ld bytes",
+                       state->cfg->max_body_bytes);
+    else
+        dispatch(ctx);
+    if (ctx->db) {
+        db_release(state->pool, ctx->db);
+        ctx->db = NULL;
+    }
+    return queue_reply(ctx);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    const api_server_state *state = cls;
+    api_ctx *ctx = *con_cls;
+    if (!ctx)
+        return;
+    if (ctx->db) /* only when MHD aborted the request before the handler ran */
+        db_release(state->pool, ctx->db);
+    double ms = (double)(now_epoch_us() - ctx->start_us) / 1000.0;
+    log_json(ctx->status >= 500 ? LOG_WARN : LOG_INFO,
+             json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s, s:b}", "msg", "request",
+                       "request_id", ctx->request_id, "method", ctx->method, "path", ctx->path,
+                       "status", ctx->status, "duration_ms", ms, "bytes_in",
+                       (json_int_t)ctx->body_len, "route",
+                       ctx->route ? ctx->route->pattern : "", "key", ctx->key.name,
+                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    free(ctx->body);
+    free(ctx->reply_body);
+    free(ctx);
+    *con_cls = NULL;
+    atomic_fetch_sub(&in_flight, 1);
+}
+
+static void on_mhd_error(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_warn("http: %s", msg);
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+static vg_status parse_addr(const char *addr, struct sockaddr_in *sa, vg_error *err)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host)
+        return vg_fail(err, VG_E_CONFIG, "VIGIL_HTTP_ADDR", "expected host:port, got '%s'", addr);
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return vg_fail(err, VG_E_CONFIG, "VIGIL_HTTP_ADDR",
+                       "expected IPv4-address:port (e.g. 127.0.0.1:8000), got '%s'", addr);
+    return VG_OK;
+}
+
+vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
+{
+    struct sockaddr_in sa;
+    if (parse_addr(cfg->http_addr, &sa, err) != VG_OK)
+        return VG_E_CONFIG;
+    api_server_state state = {.cfg = cfg, .pool = pool};
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, &state, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, &state,
+        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)131072,
+        MHD_OPTION_END);
+    if (!d)
+        return vg_fail(err, VG_E_IO, "VIGIL_HTTP_ADDR", "cannot listen on %s: %s", cfg->http_addr,
+                       strerror(errno));
+    log_json(LOG_INFO, json_pack("{s:s, s:s, s:I}", "msg", "listening", "addr", cfg->http_addr,
+                                 "threads", (json_int_t)cfg->http_threads));
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("signal %d: draining in-flight requests (up to %lds)", sig, cfg->shutdown_grace);
+
+    /* Stop accepting, then give requests already running time to finish. */
+    MHD_quiesce_daemon(d);
+    int64_t deadline = now_epoch_us() + cfg->shutdown_grace * 1000000LL;
+    while (atomic_load(&in_flight) > 0 && now_epoch_us() < deadline)
+        usleep(10000);
+    if (atomic_load(&in_flight) > 0)
+        log_warn("shutdown grace elapsed with %d requests still in flight",
+                 atomic_load(&in_flight));
+    MHD_stop_daemon(d);
+    log_info("stopped");
+    return VG_OK;
+}

@@ -1,0 +1,267 @@
+/*
+ * db.c — connection pool and libpq error mapping.
+ *
+ * The pool is a fixed array guarded by one mutex: HTTP worker threads borrow
+ * a connection for the length of one request. A connection found broken (or
+ * whose socket turned readable while idle, which is how PostgreSQL announces
+ * "terminating connection due to administrator command") is reset before it
+ * is handed out, so a database restart costs the requests in flight a 503
+ * and nothing more.
+ */
+#include "store/db.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+struct db_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *url;
+    int connect_timeout;
+    int size;
+    PGconn **conns; /* NULL = not yet connected */
+    int *busy;
+};
+
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("postgres notice: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+PGconn *db_connect(const char *url, int connect_timeout, vg_error *err)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", connect_timeout);
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {url, timeout, "vigil", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1 /* expand dbname as a URI */);
+    if (PQstatus(c) != CONNECTION_OK) {
+        vg_fail(err, VG_E_UNAVAILABLE, NULL, "database unavailable: %s",
+                c ? PQerrorMessage(c) : "out of memory");
+        /* strip the trailing newline libpq adds */
+        if (err)
+            err->detail[strcspn(err->detail, "\n")] = '\0';
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, notice_to_log, NULL);
+    return c;
+}
+
+db_pool *db_pool_new(const char *url, int size, int connect_timeout)
+{
+    db_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->url = strdup(url);
+    p->size = size;
+    p->connect_timeout = connect_timeout;
+    p->conns = calloc((size_t)size, sizeof *p->conns);
+    p->busy = calloc((size_t)size, sizeof *p->busy);
+    if (!p->url || !p->conns || !p->busy)
+        abort();
+    return p;
+}
+
+void db_pool_free(db_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->size; i++)
+        PQfinish(p->conns[i]);
+    free(p->conns);
+    free(p->busy);
+    free(p->url);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+/* An idle connection has nothing to read. If its socket is readable the
+ * server sent something unasked (usually a FATAL before closing), so let
+ * libpq consume it and tell us whether the connection is still usable. */
+static int conn_healthy(PGconn *c)
+{
+    if (PQstatus(c) != CONNECTION_OK)
+        return 0;
+    struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+    if (pfd.fd < 0)
+        return 0;
+    if (poll(&pfd, 1, 0) > 0) {
+        if (!PQconsumeInput(c))
+            return 0;
+        PGnotify *n;
+        while ((n = PQnotifies(c)))
+            PQfreemem(n);
+    }
+    return PQstatus(c) == CONNECTION_OK;
+}
+
+PGconn *db_acquire(db_pool *p, vg_error *err)
+{
+    int slot = -1;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        for (int i = 0; i < p->size; i++)
+            if (!p->busy[i] && (slot < 0 || (p->conns[i] && !p->conns[slot])))
+                slot = i; /* prefer an already connected slot */
+        if (slot >= 0)
+            break;
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    p->busy[slot] = 1;
+    PGconn *c = p->conns[slot];
+    p->conns[slot] = NULL;
+    pthread_mutex_unlock(&p->mu);
+
+    /* Connect or repair outside the lock: it may take connect_timeout. */
+    if (c && !conn_healthy(c)) {
+        PQfinish(c);
+        c = NULL;
+    }
+    if (!c)
+        c = db_connect(p->url, p->connect_timeout, err);
+
+    pthread_mutex_lock(&p->mu);
+    if (!c) {
+        p->busy[slot] = 0;
+        pthread_cond_signal(&p->cv);
+    } else {
+        p->conns[slot] = c;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+void db_release(db_pool *p, PGconn *c)
+{
+    if (!c)
+        return;
+    if (PQtransactionStatus(c) != PQTRANS_IDLE)
+        db_rollback(c);
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->size; i++) {
+        if (p->conns[i] == c) {
+            p->busy[i] = 0;
+            break;
+        }
+    }
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+vg_status db_map_error(PGconn *conn, const PGresult *res, vg_error *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    if (!msg || !*msg)
+        msg = PQerrorMessage(conn);
+
+    if (PQstatus(conn) != CONNECTION_OK || !state || starts_with(state, "08") ||
+        starts_with(state, "57P") || strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+        strcmp(state, "53300") == 0) {
+        log_warn("database unavailable: %.*s", (int)strcspn(msg, "\n"), msg);
+        return vg_fail(err, VG_E_UNAVAILABLE, NULL,
+                       "the database is unavailable or restarting; retry the request");
+    }
+    if (strcmp(state, "VG422") == 0) {
+        const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+        json_t *items = detail ? json_loads(detail, 0, NULL) : NULL;
+        if (err) {
+            vg_error_clear(err);
+            err->items = json_is_array(items) ? json_incref(items) : NULL;
+        }
+        json_decref(items);
+        return vg_fail(err, VG_E_INVALID, NULL, "%s",
+                       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    }
+    if (strcmp(state, "23505") == 0)
+        return vg_fail(err, VG_E_CONFLICT, NULL, "a record with this key already exists");
+    log_error("database error %s: %.*s", state, (int)strcspn(msg, "\n"), msg);
+    return vg_fail(err, VG_E_INTERNAL, NULL, "database error (SQLSTATE %s)", state);
+}
+
+PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                  vg_error *err)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    db_map_error(conn, res, err);
+    PQclear(res);
+    return NULL;
+}
+
+vg_status db_run(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                 vg_error *err)
+{
+    vg_error local = {0};
+    PGresult *res = db_exec(conn, sql, nparams, params, err ? err : &local);
+    if (!res) {
+        vg_status st = err ? err->code : local.code;
+        vg_error_clear(&local);
+        return st;
+    }
+    PQclear(res);
+    return VG_OK;
+}
+
+vg_status db_begin(PGconn *conn, vg_error *err)
+{
+    return db_run(conn, "BEGIN", 0, NULL, err);
+}
+
+vg_status db_commit(PGconn *conn, vg_error *err)
+{
+    return db_run(conn, "COMMIT", 0, NULL, err);
+}
+
+void db_rollback(PGconn *conn)
+{
+    PGresult *res = PQexec(conn, "ROLLBACK");
+    PQclear(res);
+}
+
+int db_ping(db_pool *p, vg_error *err)
+{
+    PGconn *c = db_acquire(p, err);
+    if (!c)
+        return 0;
+    vg_status st = db_run(c, "SELECT 1", 0, NULL, err);
+    db_release(p, c);
+    return st == VG_OK;
+}
+
+vg_status db_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                  const char *what, char **out, vg_error *err)
+{
+    *out = NULL;
+    vg_error local = {0};
+    PGresult *r = db_exec(conn, sql, nparams, params, err ? err : &local);
+    if (!r) {
+        vg_status st = err ? err->code : local.code;
+        vg_error_clear(&local);
+        return st;
+    }
+    vg_status st = VG_OK;
+    if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0))
+        st = vg_fail(err, VG_E_NOT_FOUND, NULL, "%s not found", what);
+    else if (!(*out = strdup(PQgetvalue(r, 0, 0))))
+        abort();
+    PQclear(r);
+    return st;
+}

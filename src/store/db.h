@@ -1,0 +1,68 @@
+/*
+ * db.h — the one interface to PostgreSQL: a small connection pool and
+ * helpers that turn libpq results into vg_status.
+ *
+ * Every SQL statement is parameterized (PQexecParams). Connection failures
+ * map to VG_E_UNAVAILABLE (HTTP 503) and the connection is reset on its next
+ * use, so the service recovers by itself when the database comes back.
+ */
+#ifndef VIGIL_STORE_DB_H
+#define VIGIL_STORE_DB_H
+
+#include <libpq-fe.h>
+
+#include "util/status.h"
+
+typedef struct db_pool db_pool;
+
+/* Creates a pool of at most `size` connections to `url` (connected lazily).
+ * `connect_timeout` seconds bounds each (re)connect. Never NULL. */
+db_pool *db_pool_new(const char *url, int size, int connect_timeout);
+/* Closes every connection. All connections must have been released. NULL ok. */
+void db_pool_free(db_pool *pool);
+
+/* Borrows a healthy connection, waiting for a free one; reconnects a broken
+ * one. NULL with VG_E_UNAVAILABLE in `err` when the database is unreachable.
+ * Return it with db_release(). */
+PGconn *db_acquire(db_pool *pool, vg_error *err);
+/* Returns `conn`; if it is inside a transaction it is rolled back first. */
+void db_release(db_pool *pool, PGconn *conn);
+
+/* Opens a standalone connection (CLI commands). NULL with err on failure. */
+PGconn *db_connect(const char *url, int connect_timeout, vg_error *err);
+
+/* Runs `sql` with text parameters (NULL entries are SQL NULL). Returns the
+ * result on PGRES_COMMAND_OK / PGRES_TUPLES_OK, else NULL with `err` set by
+ * db_map_error(). Caller PQclear()s the result. */
+PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                  vg_error *err);
+
+/* db_exec() for statements whose result is not needed. */
+vg_status db_run(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                 vg_error *err);
+
+/* Maps a failed result (or a broken connection when res is NULL) to a status:
+ * connection loss, shutdown or recovery → VG_E_UNAVAILABLE; unique violation
+ * → VG_E_CONFLICT; SQLSTATE VG422 (raised by our PL/pgSQL with a JSON array
+ * of {index, field, detail} in DETAIL) → VG_E_INVALID with err->items;
+ * serialization failure / deadlock → VG_E_UNAVAILABLE (retryable);
+ * anything else → VG_E_INTERNAL, logged with the server's message. */
+vg_status db_map_error(PGconn *conn, const PGresult *res, vg_error *err);
+
+/* BEGIN / COMMIT / ROLLBACK. db_rollback never fails visibly (a broken
+ * connection is reset on next acquire). */
+vg_status db_begin(PGconn *conn, vg_error *err);
+vg_status db_commit(PGconn *conn, vg_error *err);
+void db_rollback(PGconn *conn);
+
+/* 1 if the database answers "SELECT 1" now. */
+int db_ping(db_pool *pool, vg_error *err);
+
+
+
+/* Runs a query whose first row's first column is a JSON text and hands it
+ * out in *out (malloc'd; caller frees). No row, or a NULL value, is
+ * VG_E_NOT_FOUND with `what` in the detail. */
+vg_status db_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                  const char *what, char **out, vg_error *err);
+#endif

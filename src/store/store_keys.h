@@ -1,0 +1,53 @@
+/*
+ * store_keys.h — API keys: random secrets shown once, stored as SHA-256.
+ */
+#ifndef VIGIL_STORE_KEYS_H
+#define VIGIL_STORE_KEYS_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "util/status.h"
+
+/* Role bits; a route lists the roles it admits. */
+typedef enum {
+    ROLE_ADMIN = 1 << 0,
+    ROLE_INGEST = 1 << 1,
+    ROLE_ANALYST = 1 << 2,
+    ROLE_AUDITOR = 1 << 3,
+} vg_role;
+
+#define ROLE_ANY_READER (ROLE_ADMIN | ROLE_ANALYST | ROLE_AUDITOR)
+
+/* "admin" → ROLE_ADMIN ...; 0 when unknown. */
+vg_role role_parse(const char *name);
+const char *role_name(vg_role role);
+
+/* A key as the server knows it after authentication. */
+typedef struct api_key_info {
+    char id[37];
+    char name[129];
+    vg_role role;
+} api_key_info;
+
+/* Creates a key for `role` named `name`: 32 random bytes from OpenSSL,
+ * written as "vgl_" + base64url. Writes the secret into `secret` (shown to
+ * the user once; only its SHA-256 is stored). */
+#define API_KEY_SECRET_MAX 64
+vg_status keys_create(PGconn *c, const char *role, const char *name,
+                      char secret[API_KEY_SECRET_MAX], api_key_info *info, vg_error *err);
+
+/* Looks up an active (not revoked) key by its secret. VG_E_UNAUTHORIZED when
+ * unknown or revoked; VG_E_UNAVAILABLE when the database is down. */
+vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err);
+
+/* Marks the key as used now (best effort: a failure is logged, not fatal). */
+void keys_touch(PGconn *c, const char *id);
+
+/* Array of {id, name, role, prefix, created_at, revoked_at, last_used_at}. */
+json_t *keys_list(PGconn *c, vg_error *err);
+
+/* SHA-256 of `secret` as 64 lower-case hex characters + NUL. */
+void keys_hash_hex(const char *secret, char out[65]);
+
+#endif

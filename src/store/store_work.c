@@ -1,0 +1,227 @@
+/*
+ * store_work.c — transactions, alerts, KYC tasks and rules.
+ */
+#include "store/store_work.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/money.h"
+#include "domain/workflow.h"
+#include "store/db.h"
+#include "store/store_list.h"
+
+vg_status tx_ingest(PGconn *c, const char *items_json, char **out, vg_error *err)
+{
+    const char *p[] = {items_json};
+    /* One statement: the function runs in its own implicit transaction. */
+    return db_json(c,
+                   "SELECT jsonb_build_object("
+                   " 'created', count(*) FILTER (WHERE NOT duplicate),"
+                   " 'duplicates', count(*) FILTER (WHERE duplicate),"
+                   " 'items', coalesce(jsonb_agg(tx || jsonb_build_object('duplicate', duplicate)"
+                   "  ORDER BY idx), '[]'))::text FROM vigil_ingest($1::jsonb)",
+                   1, p, "transactions", out, err);
+}
+
+vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err)
+{
+    const char *p[] = {id};
+    return db_json(c, "SELECT vigil_tx_json(t)::text FROM transactions t WHERE id = $1", 1, p,
+                   "transaction", out, err);
+}
+
+vg_status tx_list(PGconn *c, const char *customer_id, const char *after, int limit, char **out,
+                  vg_error *err)
+{
+    static const list_spec spec = {"transactions", "vigil_tx_json", "ingested_at",
+                                   {"customer_id", NULL}};
+    const char *v[] = {customer_id};
+    return store_list(c, &spec, v, after, limit, out, err);
+}
+
+vg_status alert_get(PGconn *c, const char *id, char **out, vg_error *err)
+{
+    const char *p[] = {id};
+    return db_json(c, "SELECT vigil_alert_json(a)::text FROM alerts a WHERE id = $1", 1, p,
+                   "alert", out, err);
+}
+
+vg_status alert_list(PGconn *c, const char *status, const char *customer_id, const char *rule_id,
+                     const char *after, int limit, char **out, vg_error *err)
+{
+    static const list_spec spec = {"alerts", "vigil_alert_json", "created_at",
+                                   {"status", "customer_id", "rule_id", NULL}};
+    const char *v[] = {status, customer_id, rule_id};
+    return store_list(c, &spec, v, after, limit, out, err);
+}
+
+vg_status kyc_list(PGconn *c, const char *status, const char *customer_id, const char *kind,
+                   const char *after, int limit, char **out, vg_error *err)
+{
+    static const list_spec spec = {"kyc_tasks", "vigil_kyc_json", "created_at",
+                                   {"status", "customer_id", "kind", NULL}};
+    const char *v[] = {status, customer_id, kind};
+    return store_list(c, &spec, v, after, limit, out, err);
+}
+
+/* A workflow step on one row: lock it, check the transition, update it. */
+typedef struct transition_spec {
+    const char *what;        /* "alert" */
+    const char *lock_sql;    /* $1 = id → status */
+    const char *update_sql;  /* $1 id, $2 status, $3 note, $4 actor, $5 extra → json text */
+    int nparams;             /* 5 when update_sql uses $5 */
+    int (*allowed)(const char *from, const char *to);
+} transition_spec;
+
+static vg_status transition(PGconn *c, const transition_spec *spec, const char *id,
+                            const char *to, const char *note, const char *actor,
+                            const char *extra, char **out, vg_error *err)
+{
+    vg_status st = db_begin(c, err);
+    if (st != VG_OK)
+        return st;
+    const char *p[] = {id};
+    PGresult *r = db_exec(c, spec->lock_sql, 1, p, err);
+    if (!r) {
+        st = err ? err->code : VG_E_INTERNAL;
+        goto fail;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        st = vg_fail(err, VG_E_NOT_FOUND, NULL, "%s %s not found", spec->what, id);
+        goto fail;
+    }
+    char from[32];
+    snprintf(from, sizeof from, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!spec->allowed(from, to)) {
+        st = vg_fail(err, VG_E_CONFLICT, "status", "%s is '%s'; it cannot move to '%s'",
+                     spec->what, from, to);
+        goto fail;
+    }
+    const char *u[] = {id, to, note, actor, extra};
+    st = db_json(c, spec->update_sql, spec->nparams, u, spec->what, out, err);
+    if (st == VG_OK)
+        st = db_commit(c, err);
+    if (st == VG_OK)
+        return VG_OK;
+    free(*out);
+    *out = NULL;
+fail:
+    db_rollback(c);
+    return st;
+}
+
+vg_status alert_transition(PGconn *c, const char *id, const char *to, const char *disposition,
+                           const char *note, const char *actor, char **out, vg_error *err)
+{
+    static const transition_spec spec = {
+        "alert",
+        "SELECT status FROM alerts WHERE id = $1 FOR UPDATE",
+        "UPDATE alerts SET status = $2, disposition = $5, note = coalesce($3, note),"
+        " actor = $4, updated_at = now() WHERE id = $1 RETURNING vigil_alert_json(alerts)::text",
+        5, alert_transition_ok};
+    *out = NULL;
+    return transition(c, &spec, id, to, note, actor, disposition, out, err);
+}
+
+vg_status kyc_transition(PGconn *c, const char *id, const char *to, const char *note,
+                         const char *actor, char **out, vg_error *err)
+{
+    static const transition_spec spec = {
+        "KYC task",
+        "SELECT status FROM kyc_tasks WHERE id = $1 FOR UPDATE",
+        "UPDATE kyc_tasks SET status = $2, note = coalesce($3, note), actor = $4,"
+        " updated_at = now() WHERE id = $1 RETURNING vigil_kyc_json(kyc_tasks)::text",
+        4, kyc_transition_ok};
+    *out = NULL;
+    return transition(c, &spec, id, to, note, actor, NULL, out, err);
+}
+
+vg_status rules_list(PGconn *c, char **out, vg_error *err)
+{
+    return db_json(c,
+                   "SELECT jsonb_build_object('items', coalesce(jsonb_agg(vigil_rule_json(r)"
+                   " ORDER BY r.id), '[]'))::text FROM rules r",
+                   0, NULL, "rules", out, err);
+}
+
+/* Checks one parameter against the current value's type: amounts are
+ * decimal strings, counts and windows positive integers. */
+static vg_status check_param(const char *key, const json_t *cur, const json_t *val, vg_error *err)
+{
+    char field[160], canon[MONEY_STR_MAX];
+    snprintf(field, sizeof field, "params.%s", key);
+    if (json_is_string(cur)) {
+        if (!json_is_string(val))
+            return vg_fail(err, VG_E_INVALID, field, "must be a decimal string, e.g. \"10000\"");
+        return money_parse(json_string_value(val), 4, field, canon, NULL, err);
+    }
+    if (!json_is_integer(val) || json_integer_value(val) < 1 ||
+        json_integer_value(val) > 1000000)
+        return vg_fail(err, VG_E_INVALID, field, "must be an integer from 1 to 1000000");
+    if (strcmp(key, "lower_pct") == 0 || strcmp(key, "out_pct") == 0) {
+        if (json_integer_value(val) > 100)
+            return vg_fail(err, VG_E_INVALID, field, "must be a percentage from 1 to 100");
+    }
+    return VG_OK;
+}
+
+vg_status rule_update(PGconn *c, const char *id, const json_t *patch, const char *mode,
+                      const char *severity, const char *actor, char **out, vg_error *err)
+{
+    *out = NULL;
+    vg_status st = db_begin(c, err);
+    if (st != VG_OK)
+        return st;
+    const char *p[] = {id};
+    json_t *params = NULL;
+    char *params_text = NULL;
+    PGresult *r = db_exec(c, "SELECT params::text FROM rules WHERE id = $1 FOR UPDATE", 1, p, err);
+    if (!r) {
+        st = err ? err->code : VG_E_INTERNAL;
+        goto end;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        st = vg_fail(err, VG_E_NOT_FOUND, NULL, "rule %s not found", id);
+        goto end;
+    }
+    params = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)patch, key, val) {
+        json_t *cur = json_object_get(params, key);
+        if (!cur) {
+            char field[160];
+            snprintf(field, sizeof field, "params.%s", key);
+            st = vg_fail(err, VG_E_INVALID, field, "rule %s has no parameter '%s'", id, key);
+            goto end;
+        }
+        if ((st = check_param(key, cur, val, err)) != VG_OK)
+            goto end;
+        json_object_set(params, key, val);
+    }
+    params_text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    const char *u[] = {id, params_text, mode, severity, actor};
+    st = db_json(c,
+                 "UPDATE rules SET params = $2::jsonb, mode = coalesce($3, mode),"
+                 " severity = coalesce($4, severity), version = version + 1,"
+                 " updated_at = now(), updated_by = $5 WHERE id = $1"
+                 " RETURNING vigil_rule_json(rules)::text",
+                 5, u, "rule", out, err);
+    if (st == VG_OK)
+        st = db_commit(c, err);
+end:
+    if (st != VG_OK) {
+        db_rollback(c);
+        free(*out);
+        *out = NULL;
+    }
+    json_decref(params);
+    free(params_text);
+    return st;
+}

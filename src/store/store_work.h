@@ -1,0 +1,52 @@
+/*
+ * store_work.h — analysts' work items: transactions (read), alerts and KYC
+ * tasks (read, move through their workflow) and monitoring rules.
+ *
+ * Outputs are malloc'd JSON texts from the database's vigil_*_json
+ * functions; the caller frees them. Every write emits its event through the
+ * table's trigger in the same transaction.
+ */
+#ifndef VIGIL_STORE_WORK_H
+#define VIGIL_STORE_WORK_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "util/status.h"
+
+/* Ingests a batch of canonical transactions (JSON array text, see
+ * sql/migrations/0005_ingest.sql) atomically. *out = {"created", "duplicates",
+ * "items": [transaction + "duplicate"]} in input order. An unknown customer
+ * or currency refuses the whole batch: VG_E_INVALID with err->items. */
+vg_status tx_ingest(PGconn *c, const char *items_json, char **out, vg_error *err);
+
+vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err);
+/* Filter values: customer_id. */
+vg_status tx_list(PGconn *c, const char *customer_id, const char *after, int limit, char **out,
+                  vg_error *err);
+
+vg_status alert_get(PGconn *c, const char *id, char **out, vg_error *err);
+/* Filter values (NULL = any): status, customer_id, rule_id. */
+vg_status alert_list(PGconn *c, const char *status, const char *customer_id, const char *rule_id,
+                     const char *after, int limit, char **out, vg_error *err);
+/* Moves an alert to `to` (with `disposition` when closing); `note` may be
+ * NULL (keeps the old note). VG_E_CONFLICT naming the current status when
+ * the workflow forbids it. */
+vg_status alert_transition(PGconn *c, const char *id, const char *to, const char *disposition,
+                           const char *note, const char *actor, char **out, vg_error *err);
+
+/* Filter values: status, customer_id, kind. */
+vg_status kyc_list(PGconn *c, const char *status, const char *customer_id, const char *kind,
+                   const char *after, int limit, char **out, vg_error *err);
+vg_status kyc_transition(PGconn *c, const char *id, const char *to, const char *note,
+                         const char *actor, char **out, vg_error *err);
+
+/* {"items": [rule...]} ordered by id. */
+vg_status rules_list(PGconn *c, char **out, vg_error *err);
+/* Changes a rule's params (merged key by key; each key must exist and keep
+ * its type), mode and/or severity (NULL = unchanged) and bumps its version.
+ * `params_patch` may be NULL. */
+vg_status rule_update(PGconn *c, const char *id, const json_t *params_patch, const char *mode,
+                      const char *severity, const char *actor, char **out, vg_error *err);
+
+#endif

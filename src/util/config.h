@@ -1,0 +1,49 @@
+/*
+ * config.h — Vigil's configuration, from environment variables only.
+ *
+ * One table (VG_CONFIG_TABLE) declares every variable, its default and what
+ * it means; `vigil --help` prints it and the README mirrors it.
+ */
+#ifndef VIGIL_UTIL_CONFIG_H
+#define VIGIL_UTIL_CONFIG_H
+
+#include <stddef.h>
+
+#include "util/status.h"
+
+/*  field               env name                      default                         help */
+#define VG_CONFIG_STRINGS(X)                                                                       \
+    X(database_url, "VIGIL_DATABASE_URL", "postgresql:///vigil",                                   \
+      "libpq connection URI of the Vigil database")                                                \
+    X(nats_url, "VIGIL_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")   \
+    X(http_addr, "VIGIL_HTTP_ADDR", "127.0.0.1:8000", "address:port the HTTP API listens on")      \
+    X(log_level, "VIGIL_LOG_LEVEL", "info", "debug | info | warn | error")
+
+#define VG_CONFIG_INTS(X)                                                                          \
+    X(http_threads, "VIGIL_HTTP_THREADS", 4, 1, 256, "HTTP worker threads (each holds one DB connection)") \
+    X(max_body_bytes, "VIGIL_MAX_BODY_BYTES", 16777216, 1024, 1073741824,                          \
+      "largest accepted request body")                                                             \
+    X(max_batch, "VIGIL_MAX_BATCH", 10000, 1, 100000, "most transactions in one POST /transactions") \
+    X(max_json_depth, "VIGIL_MAX_JSON_DEPTH", 16, 2, 1000, "deepest accepted JSON nesting")         \
+    X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")   \
+    X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100, "risk score at or above which a customer is medium risk") \
+    X(risk_high, "VIGIL_RISK_HIGH", 60, 1, 100, "risk score at or above which a customer is high risk") \
+    X(db_connect_timeout, "VIGIL_DB_CONNECT_TIMEOUT", 3, 1, 60, "seconds to wait when (re)connecting to PostgreSQL") \
+    X(shutdown_grace, "VIGIL_SHUTDOWN_GRACE", 10, 0, 600, "seconds in-flight requests get to finish on SIGTERM")
+
+typedef struct vg_config {
+#define VG_CFG_S(field, env, def, help) char field[1024];
+#define VG_CFG_I(field, env, def, lo, hi, help) long field;
+    VG_CONFIG_STRINGS(VG_CFG_S) VG_CONFIG_INTS(VG_CFG_I)
+#undef VG_CFG_S
+#undef VG_CFG_I
+} vg_config;
+
+/* Fills `cfg` with defaults overridden by the environment. An integer out of
+ * range or not a number is VG_E_CONFIG naming the variable. */
+vg_status config_load(vg_config *cfg, vg_error *err);
+
+/* Prints the table of variables, defaults and meaning (for --help). */
+void config_print_help(void *stream);
+
+#endif
