@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api/server.h"
+#include "events/pipeline.h"
 #include "store/db.h"
 #include "store/migrate.h"
 #include "store/store_keys.h"
@@ -112,6 +113,19 @@ static int cmd_keys(const vg_config *cfg, int argc, char **argv)
     return rc;
 }
 
+/* 1 when the comma-separated `roles` names `role`. */
+static int has_role(const char *roles, const char *role)
+{
+    size_t n = strlen(role);
+    for (const char *p = roles; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, role, n) == 0)
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static int cmd_serve(const vg_config *cfg)
 {
     /* SIGINT/SIGTERM are taken synchronously by the main thread (sigwait),
@@ -141,7 +155,19 @@ static int cmd_serve(const vg_config *cfg)
         log_warn("starting without the database: %s", err.detail);
     }
     vg_error_clear(&err);
-    vg_status st = api_server_run(cfg, pool, &err);
+
+    int api = has_role(cfg->roles, "api");
+    pipeline *pipe =
+        pipeline_start(cfg, has_role(cfg->roles, "sequencer"), has_role(cfg->roles, "publisher"));
+    vg_status st = VG_OK;
+    if (api) {
+        st = api_server_run(cfg, pool, &err);
+    } else {
+        int sig;
+        log_info("serving roles '%s' without the HTTP API", cfg->roles);
+        sigwait(&set, &sig);
+    }
+    pipeline_stop(pipe);
     db_pool_free(pool);
     return st == VG_OK ? 0 : fail(&err);
 }

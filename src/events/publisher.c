@@ -1,0 +1,348 @@
+/*
+ * publisher.c — event_log → JetStream.
+ *
+ * Loop: read up to VIGIL_PUBLISH_WINDOW events after the cursor, publish
+ * them asynchronously (subject = type, Nats-Msg-Id = event id, Vigil-Seq),
+ * wait for the acks, advance the cursor over the contiguous acknowledged
+ * prefix (a Duplicate ack counts), commit the cursor. Anything short of a
+ * full window of acks: keep what is contiguous, back off, re-read the
+ * stream's tail and go again. Nothing is skipped: an event leaves the
+ * loop's concern only when JetStream has acknowledged it.
+ *
+ * Order: every message carries Nats-Expected-Last-Sequence = the stream
+ * sequence its predecessor must have. If one message is lost (connection
+ * dropped mid-window), every later one is refused by the server instead of
+ * being stored ahead of it, so stream order always equals seq order.
+ *
+ * Loss detection: at the start of every term and after every failure the
+ * tail of the stream is read. A tail behind the cursor means JetStream lost
+ * acknowledged messages (storage wiped, stream purged or deleted, the
+ * fsync-less power loss Jepsen found): the cursor is rewound and the
+ * missing events are published again. A tail ahead of the cursor means we
+ * crashed between a PubAck and the cursor commit: the cursor moves forward
+ * and nothing is re-sent.
+ */
+#include "events/publisher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events/leader.h"
+#include "events/stream.h"
+#include "store/db.h"
+#include "util/log.h"
+
+/* One window in flight. */
+typedef struct window {
+    pthread_mutex_t mu;
+    long long base; /* seq of the first event */
+    int n;
+    unsigned char *acked;  /* 1 = acked, 2 = refused */
+    uint64_t last_stream_seq; /* highest stream seq acknowledged */
+    char error[200];
+} window;
+
+static void set_error(publisher *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(publisher *p, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&p->mu);
+    int changed = strcmp(msg, p->last_error) != 0;
+    snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+    pthread_mutex_unlock(&p->mu);
+    if (changed) /* once per state change, not once per event */
+        log_warn("publisher: %s", msg);
+}
+
+static void clear_error(publisher *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int had = p->last_error[0] != '\0';
+    p->last_error[0] = '\0';
+    pthread_mutex_unlock(&p->mu);
+    if (had)
+        log_info("publisher: healthy again; published through seq %lld",
+                 atomic_load(&p->published_seq));
+}
+
+void publisher_last_error(publisher *p, char *out, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    snprintf(out, n, "%s", p->last_error);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void publisher_init(publisher *p, const vg_config *cfg, atomic_int *stop)
+{
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    p->stop = stop;
+    pthread_mutex_init(&p->mu, NULL);
+}
+
+static void on_disconnected(void *closure)
+{
+    publisher *p = closure;
+    atomic_store(&p->nats_connected, 0);
+    set_error(p, "disconnected from NATS; events accumulate in PostgreSQL until it is back");
+}
+
+static void on_reconnected(void *closure)
+{
+    publisher *p = closure;
+    atomic_store(&p->nats_connected, 1);
+    atomic_fetch_add(&p->reconnects, 1);
+    log_info("publisher: reconnected to NATS");
+}
+
+/* Runs on a libnats thread for every message of the window. */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    window *w = closure;
+    const char *seq = NULL;
+    natsMsgHeader_Get(msg, HDR_SEQ, &seq);
+    long long idx = seq ? atoll(seq) - w->base : -1;
+    pthread_mutex_lock(&w->mu);
+    if (idx >= 0 && idx < w->n) {
+        if (pa) {
+            w->acked[idx] = 1;
+            if (pa->Sequence > w->last_stream_seq)
+                w->last_stream_seq = pa->Sequence;
+        } else {
+            w->acked[idx] = 2;
+            if (!w->error[0] && pae)
+                snprintf(w->error, sizeof w->error, "JetStream refused seq %s: %s (code %d)",
+                         seq, pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err),
+                         (int)pae->ErrCode);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static vg_status load_cursor(PGconn *c, long long *cursor, vg_error *err)
+{
+    PGresult *r = db_exec(c, "SELECT seq FROM cursors WHERE name = 'publisher'", 0, NULL, err);
+    if (!r)
+        return err->code;
+    *cursor = PQntuples(r) ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return VG_OK;
+}
+
+static vg_status save_cursor(PGconn *c, long long cursor, vg_error *err)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lld", cursor);
+    const char *p[] = {v};
+    return db_run(c, "UPDATE cursors SET seq = $1, updated_at = now() WHERE name = 'publisher'", 1,
+                  p, err);
+}
+
+/* Reconciles the cursor with the stream's tail (see file comment). Sets
+ * *stream_last to the stream's last sequence. */
+static vg_status sync_tail(publisher *p, jsCtx *js, PGconn *c, long long *cursor,
+                           uint64_t *stream_last, vg_error *err)
+{
+    int64_t tail = 0;
+    vg_status st = stream_tail(js, p->cfg, stream_last, &tail, err);
+    if (st != VG_OK)
+        return st;
+    PGresult *r = db_exec(c, "SELECT coalesce(max(seq), 0) FROM event_log", 0, NULL, err);
+    if (!r)
+        return err->code;
+    long long log_last = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (tail > log_last)
+        return vg_fail(err, VG_E_CONFIG, "VIGIL_STREAM",
+                       "stream %s holds seq %lld but event_log ends at %lld: was the database "
+                       "restored from an older backup? Refusing to publish over it",
+                       p->cfg->stream, (long long)tail, log_last);
+    if (tail < *cursor) {
+        log_error("publisher: stream %s holds events only through seq %lld but %lld were "
+                  "acknowledged: JetStream lost %lld events; publishing them again",
+                  p->cfg->stream, (long long)tail, *cursor, *cursor - (long long)tail);
+        atomic_fetch_add(&p->republished, *cursor - tail);
+    }
+    if (tail != *cursor) {
+        *cursor = tail;
+        if ((st = save_cursor(c, *cursor, err)) != VG_OK)
+            return st;
+    }
+    atomic_store(&p->published_seq, *cursor);
+    return VG_OK;
+}
+
+/* Publishes one window; returns how many leading events were acknowledged
+ * (-1 on a database error, with err). */
+static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long long cursor,
+                          uint64_t *stream_last, vg_error *err)
+{
+    char after[32], lim[16];
+    snprintf(after, sizeof after, "%lld", cursor);
+    snprintf(lim, sizeof lim, "%ld", p->cfg->publish_window);
+    const char *params[] = {after, lim};
+    PGresult *r = db_exec(c,
+                          "SELECT seq, event_id, event_type, payload::text FROM event_log"
+                          " WHERE seq > $1::bigint ORDER BY seq LIMIT $2::int",
+                          2, params, err);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    if (n == 0) {
+        PQclear(r);
+        return 0;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->base = cursor + 1;
+    w->n = n;
+    memset(w->acked, 0, (size_t)n);
+    w->last_stream_seq = *stream_last;
+    w->error[0] = '\0';
+    pthread_mutex_unlock(&w->mu);
+
+    natsStatus s = NATS_OK;
+    int sent = 0;
+    for (int i = 0; i < n && s == NATS_OK; i++) {
+        long long seq = atoll(PQgetvalue(r, i, 0));
+        if (seq != cursor + 1 + i) { /* event_log is gap-free by construction */
+            log_error("publisher: event_log gap at seq %lld (expected %lld)", seq, cursor + 1 + i);
+            break;
+        }
+        natsMsg *m = NULL;
+        s = stream_event_msg(&m, PQgetvalue(r, i, 2), PQgetvalue(r, i, 0), PQgetvalue(r, i, 3),
+                             PQgetlength(r, i, 3), 0);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = PQgetvalue(r, i, 1);
+        po.ExpectLastSeq = *stream_last + (uint64_t)i; /* 0 = no expectation (empty stream) */
+        if (s == NATS_OK)
+            s = js_PublishMsgAsync(js, &m, &po);
+        natsMsg_Destroy(m);
+        if (s == NATS_OK)
+            sent++;
+    }
+    PQclear(r);
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = p->cfg->publish_ack_timeout_ms;
+    natsStatus done = sent ? js_PublishAsyncComplete(js, &wait) : NATS_OK;
+    if (done != NATS_OK) {
+        /* Drop what is still pending: it will be re-sent from the cursor. */
+        natsMsgList pending;
+        if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK)
+            natsMsgList_Destroy(&pending);
+    }
+    pthread_mutex_lock(&w->mu);
+    int contiguous = 0;
+    while (contiguous < n && w->acked[contiguous] == 1)
+        contiguous++;
+    if (contiguous == n)
+        *stream_last = w->last_stream_seq;
+    if (contiguous < n) {
+        if (w->error[0])
+            set_error(p, "%s", w->error);
+        else if (s != NATS_OK)
+            set_error(p, "publish failed: %s", natsStatus_GetText(s));
+        else
+            set_error(p, "no acknowledgment from JetStream within %ldms: %s",
+                      p->cfg->publish_ack_timeout_ms, natsStatus_GetText(done));
+    }
+    pthread_mutex_unlock(&w->mu);
+    return contiguous;
+}
+
+void publisher_run(void *arg, PGconn *c)
+{
+    publisher *p = arg;
+    vg_error err = {0};
+    window w = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    w.acked = calloc((size_t)p->cfg->publish_window, 1);
+    stream_callbacks cb = {on_disconnected, on_reconnected, p};
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = p->cfg->publish_window;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = &w;
+    jo.Wait = p->cfg->publish_ack_timeout_ms;
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    long long cursor = 0;
+    uint64_t stream_last = 0;
+    int synced = 0, backoff = 100;
+
+    if (!w.acked || db_run(c, "LISTEN vigil_events", 0, NULL, &err) != VG_OK ||
+        load_cursor(c, &cursor, &err) != VG_OK)
+        goto db_fail;
+    atomic_store(&p->published_seq, cursor);
+    if (stream_connect(p->cfg, "vigil-publisher", 1, &cb, &jo, &nc, &js, &err) != VG_OK) {
+        set_error(p, "%s", err.detail);
+        goto end;
+    }
+    while (!atomic_load(p->stop)) {
+        if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) {
+            atomic_store(&p->nats_connected, 0);
+            set_error(p, "NATS at %s unreachable; events accumulate in PostgreSQL",
+                      p->cfg->nats_url);
+            synced = 0;
+            leader_sleep(p->stop, 200);
+            if (leader_wait_notify(c, 0) < 0) /* keep the DB session honest */
+                goto db_lost;
+            continue;
+        }
+        atomic_store(&p->nats_connected, 1);
+        if (!synced) {
+            vg_status st = stream_ensure(js, p->cfg, &err);
+            if (st == VG_OK)
+                st = sync_tail(p, js, c, &cursor, &stream_last, &err);
+            if (st != VG_OK) {
+                if (PQstatus(c) != CONNECTION_OK)
+                    goto db_lost;
+                atomic_store(&p->stream_ok, st != VG_E_CONFIG ? 1 : 0);
+                set_error(p, "%s", err.detail);
+                vg_error_clear(&err);
+                leader_sleep(p->stop, backoff);
+                backoff = backoff < 5000 ? backoff * 2 : 5000;
+                continue;
+            }
+            atomic_store(&p->stream_ok, 1);
+            synced = 1;
+        }
+        int acked = publish_window(p, js, c, &w, cursor, &stream_last, &err);
+        if (acked < 0)
+            goto db_lost;
+        if (acked > 0) {
+            cursor += acked;
+            if (save_cursor(c, cursor, &err) != VG_OK)
+                goto db_lost;
+            atomic_store(&p->published_seq, cursor);
+        }
+        if (acked < w.n && w.n > 0) {
+            atomic_fetch_add(&p->publish_errors, 1);
+            synced = 0; /* re-read the tail before trying again */
+            leader_sleep(p->stop, backoff);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            w.n = 0;
+            continue;
+        }
+        backoff = 100;
+        clear_error(p);
+        if (w.n == 0 && leader_wait_notify(c, 500) < 0) /* idle: wait for new events */
+            goto db_lost;
+        w.n = 0;
+    }
+    goto end;
+db_lost:
+db_fail:
+    log_warn("publisher: database: %s", err.detail[0] ? err.detail : PQerrorMessage(c));
+end:
+    vg_error_clear(&err);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    free(w.acked);
+    pthread_mutex_destroy(&w.mu);
+}

@@ -1,0 +1,37 @@
+/*
+ * publisher.h — streams event_log to JetStream, exactly once and in order.
+ */
+#ifndef VIGIL_EVENTS_PUBLISHER_H
+#define VIGIL_EVENTS_PUBLISHER_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "util/config.h"
+
+typedef struct publisher {
+    const vg_config *cfg;
+    atomic_int *stop;
+    /* observable state (metrics, /readyz) */
+    atomic_int nats_connected;
+    atomic_int stream_ok;
+    atomic_llong published_seq; /* cursor: every seq <= this is in the stream */
+    atomic_llong publish_errors;
+    atomic_llong reconnects;
+    atomic_llong republished;   /* events re-sent after a loss was detected */
+    pthread_mutex_t mu;
+    char last_error[256];
+} publisher;
+
+/* Initialises the observable state. */
+void publisher_init(publisher *p, const vg_config *cfg, atomic_int *stop);
+
+/* leader_role.run for the publisher. Returns on a database error or stop;
+ * NATS trouble never returns: it retries with backoff forever. */
+void publisher_run(void *pub, PGconn *conn);
+
+/* Copies the last error (empty when healthy) into out. */
+void publisher_last_error(publisher *p, char *out, size_t n);
+
+#endif

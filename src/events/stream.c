@@ -1,0 +1,176 @@
+/*
+ * stream.c — JetStream plumbing shared by the publisher, reconcile and
+ * replay.
+ */
+#include "events/stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    const stream_callbacks *cb = closure;
+    if (cb && cb->disconnected)
+        cb->disconnected(cb->closure);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    const stream_callbacks *cb = closure;
+    if (cb && cb->reconnected)
+        cb->reconnected(cb->closure);
+}
+
+vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first,
+                         const stream_callbacks *cb, jsOptions *js_opts, natsConnection **nc,
+                         jsCtx **js, vg_error *err)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, cfg->nats_url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1); /* forever */
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK && retry_first)
+        s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    if (s == NATS_OK && cb) {
+        s = natsOptions_SetDisconnectedCB(o, on_disconnected, (void *)cb);
+        if (s == NATS_OK)
+            s = natsOptions_SetReconnectedCB(o, on_reconnected, (void *)cb);
+    }
+    *nc = NULL;
+    *js = NULL;
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(nc, o);
+        if (s == NATS_NOT_YET_CONNECTED && retry_first)
+            s = NATS_OK;
+    }
+    if (s == NATS_OK)
+        s = natsConnection_JetStream(js, *nc, js_opts);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        jsCtx_Destroy(*js);
+        natsConnection_Destroy(*nc);
+        *js = NULL;
+        *nc = NULL;
+        return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_NATS_URL", "cannot connect to NATS at %s: %s",
+                       cfg->nats_url, natsStatus_GetText(s));
+    }
+    return VG_OK;
+}
+
+vg_status stream_ensure(jsCtx *js, const vg_config *cfg, vg_error *err)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    int64_t dup_ns = cfg->stream_duplicate_window * 1000000000LL;
+    natsStatus s = js_GetStreamInfo(&si, js, cfg->stream, NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        jsStreamConfig sc;
+        const char *subjects[] = {STREAM_SUBJECTS};
+        jsStreamConfig_Init(&sc);
+        sc.Name = cfg->stream;
+        sc.Subjects = subjects;
+        sc.SubjectsLen = 1;
+        sc.Storage = js_FileStorage;
+        sc.Duplicates = dup_ns;
+        sc.Replicas = cfg->stream_replicas;
+        s = js_AddStream(&si, js, &sc, NULL, &jerr);
+        if (s != NATS_OK)
+            return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM",
+                           "cannot create stream %s: %s (JetStream error %d)", cfg->stream,
+                           natsStatus_GetText(s), (int)jerr);
+        log_info("created JetStream stream %s (subjects %s, file storage, duplicate window %lds, "
+                 "replicas %ld)",
+                 cfg->stream, STREAM_SUBJECTS, cfg->stream_duplicate_window,
+                 cfg->stream_replicas);
+        jsStreamInfo_Destroy(si);
+        return VG_OK;
+    }
+    if (s != NATS_OK)
+        return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM", "cannot read stream %s: %s",
+                       cfg->stream, natsStatus_GetText(s));
+    const jsStreamConfig *c = si->Config;
+    vg_status st = VG_OK;
+    if (c->SubjectsLen != 1 || strcmp(c->Subjects[0], STREAM_SUBJECTS) != 0)
+        st = vg_fail(err, VG_E_CONFIG, "VIGIL_STREAM",
+                     "stream %s exists with other subjects (expected exactly %s)", cfg->stream,
+                     STREAM_SUBJECTS);
+    else if (c->Storage != js_FileStorage)
+        st = vg_fail(err, VG_E_CONFIG, "VIGIL_STREAM",
+                     "stream %s uses memory storage; Vigil requires file storage", cfg->stream);
+    else if (c->Duplicates != dup_ns)
+        st = vg_fail(err, VG_E_CONFIG, "VIGIL_STREAM_DUPLICATE_WINDOW",
+                     "stream %s has a duplicate window of %llds, configuration says %lds; "
+                     "change one of them deliberately",
+                     cfg->stream, (long long)(c->Duplicates / 1000000000LL),
+                     cfg->stream_duplicate_window);
+    else if (c->Replicas != cfg->stream_replicas)
+        st = vg_fail(err, VG_E_CONFIG, "VIGIL_STREAM_REPLICAS",
+                     "stream %s has %lld replicas, configuration says %ld", cfg->stream,
+                     (long long)c->Replicas, cfg->stream_replicas);
+    jsStreamInfo_Destroy(si);
+    return st;
+}
+
+natsStatus stream_event_msg(natsMsg **msg, const char *type, const char *seq, const char *payload,
+                            int payload_len, int repair)
+{
+    natsStatus s = natsMsg_Create(msg, type, NULL, payload, payload_len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(*msg, HDR_SEQ, seq);
+    if (s == NATS_OK && repair)
+        s = natsMsgHeader_Set(*msg, HDR_REPAIR, "1");
+    return s;
+}
+
+vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq,
+                      int64_t *tail_event_seq, vg_error *err)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, js, cfg->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM", "cannot read stream %s: %s",
+                       cfg->stream, natsStatus_GetText(s));
+    uint64_t last = si->State.LastSeq, first = si->State.FirstSeq, msgs = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    *last_stream_seq = last;
+    *tail_event_seq = 0;
+    /* Walk back over repair messages (and deleted slots) to the newest
+     * message the publisher wrote in order. Bounded: repairs are rare. */
+    for (uint64_t sseq = last; msgs > 0 && sseq >= first && sseq > 0 && last - sseq < 100000;
+         sseq--) {
+        natsMsg *m = NULL;
+        s = js_GetMsg(&m, js, cfg->stream, sseq, NULL, &jerr);
+        if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+            continue;
+        if (s != NATS_OK)
+            return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM",
+                           "cannot read message %llu of %s: %s", (unsigned long long)sseq,
+                           cfg->stream, natsStatus_GetText(s));
+        const char *seq = NULL, *repair = NULL;
+        natsMsgHeader_Get(m, HDR_SEQ, &seq);
+        natsMsgHeader_Get(m, HDR_REPAIR, &repair);
+        long long v = seq ? atoll(seq) : -1;
+        natsMsg_Destroy(m);
+        if (repair)
+            continue;
+        if (v <= 0)
+            return vg_fail(err, VG_E_CONFIG, "VIGIL_STREAM",
+                           "stream %s holds message %llu that Vigil did not write (no %s header)",
+                           cfg->stream, (unsigned long long)sseq, HDR_SEQ);
+        *tail_event_seq = v;
+        break;
+    }
+    return VG_OK;
+}

@@ -1,0 +1,52 @@
+/*
+ * stream.h — Vigil's JetStream stream: connecting, creating or checking it,
+ * and reading where its tail is.
+ *
+ * Each message carries: subject = event type, Nats-Msg-Id = event id (so
+ * JetStream drops re-sends inside the duplicate window), header Vigil-Seq =
+ * the event's seq, body = the CloudEvent. Messages that `vigil reconcile`
+ * appends to fill a hole also carry Vigil-Repair: 1.
+ */
+#ifndef VIGIL_EVENTS_STREAM_H
+#define VIGIL_EVENTS_STREAM_H
+
+#include <nats/nats.h>
+#include <stdint.h>
+
+#include "util/config.h"
+#include "util/status.h"
+
+#define STREAM_SUBJECTS "aml.>"
+#define HDR_SEQ "Vigil-Seq"
+#define HDR_REPAIR "Vigil-Repair"
+
+/* Connection-state callbacks (may be NULL); `closure` is passed back. */
+typedef struct stream_callbacks {
+    void (*disconnected)(void *closure);
+    void (*reconnected)(void *closure);
+    void *closure;
+} stream_callbacks;
+
+/* Connects to cfg->nats_url, reconnecting forever in the background. With
+ * `retry_first` the first connect also retries in the background
+ * (NATS_NOT_YET_CONNECTED is success). On success *nc and *js are set;
+ * `js_opts` (may be NULL) configures async publishing. */
+vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first,
+                         const stream_callbacks *cb, jsOptions *js_opts, natsConnection **nc,
+                         jsCtx **js, vg_error *err);
+
+/* Creates the stream when missing; when it exists, checks that its subjects,
+ * storage, duplicate window and replicas are what the configuration says.
+ * A mismatch is VG_E_CONFIG naming the difference: never changed silently. */
+vg_status stream_ensure(jsCtx *js, const vg_config *cfg, vg_error *err);
+
+/* The stream's last sequence and the event seq of its newest message that is
+ * not a repair (0 when the stream holds none). */
+vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq,
+                      int64_t *tail_event_seq, vg_error *err);
+
+/* Builds the message for one event (caller destroys it). */
+natsStatus stream_event_msg(natsMsg **msg, const char *type, const char *seq, const char *payload,
+                            int payload_len, int repair);
+
+#endif
