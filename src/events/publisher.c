@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "events/leader.h"
 #include "events/stream.h"
@@ -274,6 +275,8 @@ void publisher_run(void *arg, PGconn *c)
     long long cursor = 0;
     uint64_t stream_last = 0;
     int synced = 0, backoff = 100;
+    const char *fault = getenv("VIGIL_FAULT");
+    int crash_before_cursor_commit = fault && strcmp(fault, "publisher_crash_before_cursor") == 0;
 
     if (!w.acked || db_run(c, "LISTEN vigil_events", 0, NULL, &err) != VG_OK ||
         load_cursor(c, &cursor, &err) != VG_OK)
@@ -315,6 +318,12 @@ void publisher_run(void *arg, PGconn *c)
         int acked = publish_window(p, js, c, &w, cursor, &stream_last, &err);
         if (acked < 0)
             goto db_lost;
+        if (acked > 0 && crash_before_cursor_commit) {
+            /* Fault injection for tests (VIGIL_FAULT=publisher_crash_before_cursor):
+             * die after JetStream acknowledged and before the cursor commit. */
+            log_warn("publisher: fault injection: exiting after PubAck, before cursor commit");
+            _exit(99);
+        }
         if (acked > 0) {
             cursor += acked;
             if (save_cursor(c, cursor, &err) != VG_OK)
