@@ -121,5 +121,6 @@ void api_kyc_tasks_list(api_ctx *ctx);
 void api_kyc_task_patch(api_ctx *ctx);
 void api_rules_list(api_ctx *ctx);
 void api_rule_patch(api_ctx *ctx);
+void api_metrics_get(api_ctx *ctx);
 
 #endif

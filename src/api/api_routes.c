@@ -35,5 +35,7 @@ const api_route api_routes[] = {
     {"GET", "/rules", api_rules_list, READERS},
     {"PATCH", "/rules/{id}", api_rule_patch, ADMIN},
 
+    {"GET", "/metrics", api_metrics_get, READERS},
+
     {NULL, NULL, NULL, 0},
 };

@@ -29,6 +29,7 @@
 #include "domain/timeparse.h"
 #include "domain/validate.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 static atomic_int in_flight;
 
@@ -385,6 +386,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (ctx->db) /* only when MHD aborted the request before the handler ran */
         db_release(state->pool, ctx->db);
     double ms = (double)(now_epoch_us() - ctx->start_us) / 1000.0;
+    metrics_http_observe(ctx->method, ctx->route ? ctx->route->pattern : "", ctx->status,
+                         ms / 1000.0);
     log_json(ctx->status >= 500 ? LOG_WARN : LOG_INFO,
              json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s, s:b}", "msg", "request",
                        "request_id", ctx->request_id, "method", ctx->method, "path", ctx->path,

@@ -21,6 +21,13 @@ static void role_init(leader_role *r, const char *name, long long key, const vg_
     atomic_store(&r->is_leader, 0);
 }
 
+static pipeline *current;
+
+pipeline *pipeline_current(void)
+{
+    return current;
+}
+
 pipeline *pipeline_start(const vg_config *cfg, int run_sequencer, int run_publisher)
 {
     pipeline *p = calloc(1, sizeof *p);
@@ -38,6 +45,7 @@ pipeline *pipeline_start(const vg_config *cfg, int run_sequencer, int run_publis
         p->pub_running = pthread_create(&p->pub_thread, NULL, leader_main, &p->pub_role) == 0;
     if ((run_sequencer && !p->seq_running) || (run_publisher && !p->pub_running))
         log_error("pipeline: could not start a thread");
+    current = p;
     return p;
 }
 
@@ -45,6 +53,7 @@ void pipeline_stop(pipeline *p)
 {
     if (!p)
         return;
+    current = NULL;
     atomic_store(&p->stop, 1);
     if (p->seq_running)
         pthread_join(p->seq_thread, NULL);

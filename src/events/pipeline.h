@@ -28,6 +28,9 @@ typedef struct pipeline {
 /* Starts the roles asked for. Never NULL (aborts when out of memory). */
 pipeline *pipeline_start(const vg_config *cfg, int run_sequencer, int run_publisher);
 
+/* The pipeline started by this process, or NULL (for /metrics, /readyz). */
+pipeline *pipeline_current(void);
+
 /* Stops the threads and frees. NULL is a no-op. */
 void pipeline_stop(pipeline *p);
 

@@ -1,0 +1,85 @@
+/*
+ * api_metrics.c — GET /metrics in the Prometheus text format.
+ *
+ * Database gauges (outbox backlog, sequenced and published seqs, lag) are
+ * read at scrape time, so every instance reports the same truth whichever
+ * one leads; process counters (publish errors, reconnects, leadership,
+ * HTTP) are this instance's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api/api.h"
+#include "events/pipeline.h"
+#include "util/metrics.h"
+
+static void gauge(FILE *f, const char *name, const char *help, const char *type, double v)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+void api_metrics_get(api_ctx *ctx)
+{
+    vg_error err = {0};
+    PGconn *db = api_db(ctx, &err);
+    PGresult *r = db ? db_exec(db,
+                               "SELECT (SELECT count(*) FROM outbox),"
+                               " coalesce(extract(epoch FROM now() - (SELECT min(created_at)"
+                               "  FROM outbox)), 0),"
+                               " (SELECT coalesce(max(seq), 0) FROM event_log),"
+                               " (SELECT seq FROM cursors WHERE name = 'publisher'),"
+                               " coalesce(extract(epoch FROM now() - (SELECT e.recorded_at"
+                               "  FROM event_log e, cursors c WHERE c.name = 'publisher'"
+                               "  AND e.seq = c.seq + 1)), 0)",
+                               0, NULL, &err)
+                     : NULL;
+    if (!r) {
+        api_reply_error(ctx, &err);
+        vg_error_clear(&err);
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        abort();
+    double last = atof(PQgetvalue(r, 0, 2)), published = atof(PQgetvalue(r, 0, 3));
+    gauge(f, "vigil_outbox_pending", "Events committed but not yet sequenced.", "gauge",
+          atof(PQgetvalue(r, 0, 0)));
+    gauge(f, "vigil_outbox_oldest_age_seconds", "Age of the oldest unsequenced event.", "gauge",
+          atof(PQgetvalue(r, 0, 1)));
+    gauge(f, "vigil_event_log_last_seq", "Highest sequenced event.", "gauge", last);
+    gauge(f, "vigil_published_seq", "Every event up to this seq is acknowledged by JetStream.",
+          "gauge", published);
+    gauge(f, "vigil_publish_lag_events", "Sequenced events not yet acknowledged by JetStream.",
+          "gauge", last - published);
+    gauge(f, "vigil_publish_lag_seconds", "Age of the oldest event not yet published.", "gauge",
+          atof(PQgetvalue(r, 0, 4)));
+    PQclear(r);
+
+    pipeline *p = pipeline_current();
+    if (p) {
+        gauge(f, "vigil_sequencer_leader", "1 when this instance runs the sequencer.", "gauge",
+              atomic_load(&p->seq_role.is_leader));
+        gauge(f, "vigil_publisher_leader", "1 when this instance runs the publisher.", "gauge",
+              atomic_load(&p->pub_role.is_leader));
+        gauge(f, "vigil_nats_connected", "1 when the publisher is connected to NATS.", "gauge",
+              atomic_load(&p->pub.nats_connected));
+        gauge(f, "vigil_stream_ok", "1 when the stream exists with the configured settings.",
+              "gauge", atomic_load(&p->pub.stream_ok));
+        gauge(f, "vigil_publish_errors_total", "Publish windows not fully acknowledged.",
+              "counter", (double)atomic_load(&p->pub.publish_errors));
+        gauge(f, "vigil_nats_reconnects_total", "Reconnections to NATS.", "counter",
+              (double)atomic_load(&p->pub.reconnects));
+        gauge(f, "vigil_events_republished_total",
+              "Events published again after JetStream was found to have lost them.", "counter",
+              (double)atomic_load(&p->pub.republished));
+        gauge(f, "vigil_sequencer_errors_total", "Sequencer database errors.", "counter",
+              (double)atomic_load(&p->seq.errors));
+    }
+    metrics_http_render(f);
+    fclose(f);
+    api_reply_text(ctx, 200, text);
+    ctx->reply_type = "text/plain; version=0.0.4";
+    free(text);
+}
