@@ -25,17 +25,18 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "vigil %s — anti-money-laundering platform core\n\n"
-               "Usage:\n"
-               "  vigil serve                             run the HTTP API\n"
-               "  vigil migrate                           apply pending database migrations\n"
-               "  vigil keys create --role ROLE [--name NAME]\n"
-               "                                          create an API key (admin, ingest,\n"
-               "                                          analyst, auditor); the key is printed\n"
-               "                                          once, alone on the last line\n"
-               "  vigil keys list                         list keys (never their secrets)\n"
-               "  vigil version                           print the version\n"
-               "  vigil --help                            this text\n\n",
+    fprintf(f,
+            "vigil %s — anti-money-laundering platform core\n\n"
+            "Usage:\n"
+            "  vigil serve                             run the HTTP API\n"
+            "  vigil migrate                           apply pending database migrations\n"
+            "  vigil keys create --role ROLE [--name NAME]\n"
+            "                                          create an API key (admin, ingest,\n"
+            "                                          analyst, auditor); the key is printed\n"
+            "                                          once, alone on the last line\n"
+            "  vigil keys list                         list keys (never their secrets)\n"
+            "  vigil version                           print the version\n"
+            "  vigil --help                            this text\n\n",
             VIGIL_VERSION);
     config_print_help(f);
 }
@@ -92,8 +93,8 @@ static int cmd_keys(const vg_config *cfg, int argc, char **argv)
         } else if (keys_create(c, role, name ? name : role, secret, &info, &err) != VG_OK) {
             rc = fail(&err);
         } else {
-            printf("created %s key '%s' (id %s); store it now, it is not shown again:\n%s\n",
-                   role, info.name, info.id, secret);
+            printf("created %s key '%s' (id %s); store it now, it is not shown again:\n%s\n", role,
+                   info.name, info.id, secret);
         }
     } else if (strcmp(argv[0], "list") == 0) {
         json_t *list = keys_list(c, &err);
@@ -138,8 +139,8 @@ static int cmd_serve(const vg_config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     vg_error err = {0};
-    db_pool *pool = db_pool_new(cfg->database_url, (int)cfg->http_threads + 2,
-                                (int)cfg->db_connect_timeout);
+    db_pool *pool =
+        db_pool_new(cfg->database_url, (int)cfg->http_threads + 2, (int)cfg->db_connect_timeout);
     /* Start even when the database is down: /readyz says so and requests
      * get 503 until it is back. But refuse to run on an old schema. */
     PGconn *c = db_acquire(pool, &err);

@@ -61,9 +61,9 @@ void api_readyz_get(api_ctx *ctx)
                             json_pack("{s:b, s:s}", "ok", 0, "detail", err.detail));
     } else {
         json_object_set_new(checks, "database", json_pack("{s:b}", "ok", 1));
-        json_object_set_new(checks, "schema",
-                            json_pack("{s:b, s:i}", "ok", pending == 0, "pending_migrations",
-                                      pending));
+        json_object_set_new(
+            checks, "schema",
+            json_pack("{s:b, s:i}", "ok", pending == 0, "pending_migrations", pending));
         ready = pending == 0;
     }
     if (pending >= 0)
@@ -71,7 +71,7 @@ void api_readyz_get(api_ctx *ctx)
     vg_error_clear(&err);
     if (!ready)
         ctx->retry_after = 1;
-    api_reply_json(ctx, ready ? 200 : 503,
-                   json_pack("{s:s, s:o}", "status", ready ? "ready" : "unavailable", "checks",
-                             checks));
+    api_reply_json(
+        ctx, ready ? 200 : 503,
+        json_pack("{s:s, s:o}", "status", ready ? "ready" : "unavailable", "checks", checks));
 }

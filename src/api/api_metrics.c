@@ -67,8 +67,8 @@ void api_metrics_get(api_ctx *ctx)
               atomic_load(&p->pub.nats_connected));
         gauge(f, "vigil_stream_ok", "1 when the stream exists with the configured settings.",
               "gauge", atomic_load(&p->pub.stream_ok));
-        gauge(f, "vigil_publish_errors_total", "Publish windows not fully acknowledged.",
-              "counter", (double)atomic_load(&p->pub.publish_errors));
+        gauge(f, "vigil_publish_errors_total", "Publish windows not fully acknowledged.", "counter",
+              (double)atomic_load(&p->pub.publish_errors));
         gauge(f, "vigil_nats_reconnects_total", "Reconnections to NATS.", "counter",
               (double)atomic_load(&p->pub.reconnects));
         gauge(f, "vigil_events_republished_total",

@@ -97,8 +97,7 @@ void *leader_main(void *arg)
             role->run(role->arg, c);
             atomic_store(&role->is_leader, 0);
             if (!atomic_load(role->stop))
-                log_warn("%s: stepped down (connection lost or error); will re-elect",
-                         role->name);
+                log_warn("%s: stepped down (connection lost or error); will re-elect", role->name);
         }
         PQfinish(c); /* releases the lock */
         leader_sleep(role->stop, 200);

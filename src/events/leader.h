@@ -14,16 +14,16 @@
 #include <stdatomic.h>
 
 typedef struct leader_role {
-    const char *name;     /* "sequencer", "publisher" (for logs) */
-    long long lock_key;   /* advisory lock key, unique per role */
+    const char *name;   /* "sequencer", "publisher" (for logs) */
+    long long lock_key; /* advisory lock key, unique per role */
     const char *db_url;
-    int connect_timeout;  /* seconds */
-    int retry_ms;         /* how often a follower tries to take over */
+    int connect_timeout; /* seconds */
+    int retry_ms;        /* how often a follower tries to take over */
     /* Does the leader's work until an error or *stop; returns to step down. */
     void (*run)(void *arg, PGconn *conn);
     void *arg;
-    atomic_int *stop;      /* set to ask the loop to end */
-    atomic_int is_leader;  /* 1 while this process leads the role */
+    atomic_int *stop;     /* set to ask the loop to end */
+    atomic_int is_leader; /* 1 while this process leads the role */
 } leader_role;
 
 /* Runs forever (until *stop): connect, try the lock, lead, step down on

@@ -39,7 +39,7 @@ typedef struct window {
     pthread_mutex_t mu;
     long long base; /* seq of the first event */
     int n;
-    unsigned char *acked;  /* 1 = acked, 2 = refused */
+    unsigned char *acked;     /* 1 = acked, 2 = refused */
     uint64_t last_stream_seq; /* highest stream seq acknowledged */
     char error[200];
 } window;
@@ -117,8 +117,8 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         } else {
             w->acked[idx] = 2;
             if (!w->error[0] && pae)
-                snprintf(w->error, sizeof w->error, "JetStream refused seq %s: %s (code %d)",
-                         seq, pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err),
+                snprintf(w->error, sizeof w->error, "JetStream refused seq %s: %s (code %d)", seq,
+                         pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err),
                          (int)pae->ErrCode);
         }
     }

@@ -19,7 +19,7 @@ typedef struct publisher {
     atomic_llong published_seq; /* cursor: every seq <= this is in the stream */
     atomic_llong publish_errors;
     atomic_llong reconnects;
-    atomic_llong republished;   /* events re-sent after a loss was detected */
+    atomic_llong republished; /* events re-sent after a loss was detected */
     pthread_mutex_t mu;
     char last_error[256];
 } publisher;

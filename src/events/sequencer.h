@@ -8,8 +8,8 @@
 #include <stdatomic.h>
 
 typedef struct sequencer {
-    int batch;            /* rows per vigil_sequence() call */
-    int poll_ms;          /* fallback when no NOTIFY arrives */
+    int batch;   /* rows per vigil_sequence() call */
+    int poll_ms; /* fallback when no NOTIFY arrives */
     atomic_int *stop;
     atomic_llong last_seq; /* highest seq written, for metrics */
     atomic_llong errors;

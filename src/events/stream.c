@@ -91,8 +91,7 @@ vg_status stream_ensure(jsCtx *js, const vg_config *cfg, vg_error *err)
                            natsStatus_GetText(s), (int)jerr);
         log_info("created JetStream stream %s (subjects %s, file storage, duplicate window %lds, "
                  "replicas %ld)",
-                 cfg->stream, STREAM_SUBJECTS, cfg->stream_duplicate_window,
-                 cfg->stream_replicas);
+                 cfg->stream, STREAM_SUBJECTS, cfg->stream_duplicate_window, cfg->stream_replicas);
         jsStreamInfo_Destroy(si);
         return VG_OK;
     }

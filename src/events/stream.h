@@ -17,8 +17,8 @@
 #include "util/status.h"
 
 #define STREAM_SUBJECTS "aml.>"
-#define HDR_SEQ "Vigil-Seq"
-#define HDR_REPAIR "Vigil-Repair"
+#define HDR_SEQ         "Vigil-Seq"
+#define HDR_REPAIR      "Vigil-Repair"
 
 /* Connection-state callbacks (may be NULL); `closure` is passed back. */
 typedef struct stream_callbacks {

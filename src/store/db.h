@@ -58,8 +58,6 @@ void db_rollback(PGconn *conn);
 /* 1 if the database answers "SELECT 1" now. */
 int db_ping(db_pool *pool, vg_error *err);
 
-
-
 /* Runs a query whose first row's first column is a JSON text and hands it
  * out in *out (malloc'd; caller frees). No row, or a NULL value, is
  * VG_E_NOT_FOUND with `what` in the detail. */

@@ -102,11 +102,13 @@ vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, cons
     snprintf(version, sizeof version, "%d", old_version + 1);
     snprintf(score, sizeof score, "%d", res.score);
     const char *level = risk_level_name(res.level);
-    const char *ins[] = {id, version, score, level, factors_text, RISK_MODEL_VERSION, reason, actor};
-    vg_status st = db_run(c,
-                          "INSERT INTO risk_assessments (customer_id, version, score, level, factors,"
-                          " model_version, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                          8, ins, err);
+    const char *ins[] = {id,     version, score, level, factors_text, RISK_MODEL_VERSION,
+                         reason, actor};
+    vg_status st =
+        db_run(c,
+               "INSERT INTO risk_assessments (customer_id, version, score, level, factors,"
+               " model_version, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+               8, ins, err);
     free(factors_text);
     if (st != VG_OK)
         return st;
@@ -183,8 +185,8 @@ vg_status customers_create(PGconn *c, const customer_input *in, const risk_confi
     }
     int level = risk_level_parse(PQgetvalue(r, 0, 0));
     PQclear(r);
-    ST_CHECK(open_tasks(c, id, ONBOARDING_TASKS, "onboarding",
-                        risk_kyc_due_days((risk_level)level), err));
+    ST_CHECK(open_tasks(c, id, ONBOARDING_TASKS, "onboarding", risk_kyc_due_days((risk_level)level),
+                        err));
     ST_CHECK(customers_get(c, id, out, err));
     ST_CHECK(db_commit(c, err));
     return VG_OK;
@@ -196,8 +198,7 @@ end:
 }
 
 vg_status customers_update(PGconn *c, const char *id, const customer_input *in,
-                           const risk_config *rcfg, const char *actor, char **out,
-                           vg_error *err)
+                           const risk_config *rcfg, const char *actor, char **out, vg_error *err)
 {
     vg_status st;
     *out = NULL;
@@ -216,17 +217,17 @@ vg_status customers_update(PGconn *c, const char *id, const customer_input *in,
                        in->customer_type,
                        in->has_pep ? "t" : "f",
                        in->pep ? "t" : "f"};
-    PGresult *r = db_exec(
-        c,
-        "UPDATE customers SET"
-        " full_name = CASE WHEN $2::bool THEN $3 ELSE full_name END,"
-        " email = CASE WHEN $4::bool THEN $5 ELSE email END,"
-        " country = CASE WHEN $6::bool THEN $7 ELSE country END,"
-        " date_of_birth = CASE WHEN $8::bool THEN $9::date ELSE date_of_birth END,"
-        " customer_type = CASE WHEN $10::bool THEN $11 ELSE customer_type END,"
-        " pep = CASE WHEN $12::bool THEN $13::bool ELSE pep END,"
-        " updated_at = now() WHERE id = $1 RETURNING id",
-        13, p, err);
+    PGresult *r =
+        db_exec(c,
+                "UPDATE customers SET"
+                " full_name = CASE WHEN $2::bool THEN $3 ELSE full_name END,"
+                " email = CASE WHEN $4::bool THEN $5 ELSE email END,"
+                " country = CASE WHEN $6::bool THEN $7 ELSE country END,"
+                " date_of_birth = CASE WHEN $8::bool THEN $9::date ELSE date_of_birth END,"
+                " customer_type = CASE WHEN $10::bool THEN $11 ELSE customer_type END,"
+                " pep = CASE WHEN $12::bool THEN $13::bool ELSE pep END,"
+                " updated_at = now() WHERE id = $1 RETURNING id",
+                13, p, err);
     if (!r) {
         st = err ? err->code : VG_E_INTERNAL;
         goto end;
@@ -263,11 +264,12 @@ vg_status customers_list(PGconn *c, const char *after, int limit, char **out, vg
 vg_status customers_risk_history(PGconn *c, const char *id, char **out, vg_error *err)
 {
     const char *p[] = {id};
-    return db_json(c,
-                   "SELECT jsonb_build_object('customer_id', c.id, 'current',"
-                   " jsonb_build_object('score', c.risk_score, 'level', c.risk_level),"
-                   " 'items', coalesce((SELECT jsonb_agg(vigil_risk_json(r) ORDER BY r.version DESC)"
-                   " FROM risk_assessments r WHERE r.customer_id = c.id), '[]'))::text"
-                   " FROM customers c WHERE c.id = $1",
-                   1, p, "customer", out, err);
+    return db_json(
+        c,
+        "SELECT jsonb_build_object('customer_id', c.id, 'current',"
+        " jsonb_build_object('score', c.risk_score, 'level', c.risk_level),"
+        " 'items', coalesce((SELECT jsonb_agg(vigil_risk_json(r) ORDER BY r.version DESC)"
+        " FROM risk_assessments r WHERE r.customer_id = c.id), '[]'))::text"
+        " FROM customers c WHERE c.id = $1",
+        1, p, "customer", out, err);
 }

@@ -24,8 +24,7 @@ vg_status customers_create(PGconn *c, const customer_input *in, const risk_confi
 
 /* Applies a patch and re-scores risk, in one transaction. */
 vg_status customers_update(PGconn *c, const char *id, const customer_input *patch,
-                           const risk_config *rcfg, const char *actor, char **out,
-                           vg_error *err);
+                           const risk_config *rcfg, const char *actor, char **out, vg_error *err);
 
 vg_status customers_get(PGconn *c, const char *id, char **out, vg_error *err);
 

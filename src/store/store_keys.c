@@ -81,8 +81,8 @@ vg_status keys_create(PGconn *c, const char *role, const char *name,
                       char secret[API_KEY_SECRET_MAX], api_key_info *info, vg_error *err)
 {
     if (!role_parse(role))
-        return vg_fail(err, VG_E_INVALID, "role", "unknown role '%s' (admin|ingest|analyst|auditor)",
-                       role ? role : "");
+        return vg_fail(err, VG_E_INVALID, "role",
+                       "unknown role '%s' (admin|ingest|analyst|auditor)", role ? role : "");
     unsigned char raw[32];
     if (RAND_bytes(raw, sizeof raw) != 1)
         return vg_fail(err, VG_E_INTERNAL, NULL, "no randomness available for a new key");
@@ -135,13 +135,13 @@ void keys_touch(PGconn *c, const char *id)
 
 json_t *keys_list(PGconn *c, vg_error *err)
 {
-    PGresult *r = db_exec(
-        c,
-        "SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'role', role,"
-        " 'prefix', key_prefix, 'created_at', vigil_ts(created_at),"
-        " 'revoked_at', vigil_ts(revoked_at), 'last_used_at', vigil_ts(last_used_at))"
-        " ORDER BY created_at), '[]')::text FROM api_keys",
-        0, NULL, err);
+    PGresult *r =
+        db_exec(c,
+                "SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'role', role,"
+                " 'prefix', key_prefix, 'created_at', vigil_ts(created_at),"
+                " 'revoked_at', vigil_ts(revoked_at), 'last_used_at', vigil_ts(last_used_at))"
+                " ORDER BY created_at), '[]')::text FROM api_keys",
+                0, NULL, err);
     if (!r)
         return NULL;
     json_t *j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);

@@ -10,8 +10,8 @@
 
 #include "store/db.h"
 
-vg_status store_list(PGconn *c, const list_spec *spec, const char *const *values,
-                     const char *after, int limit, char **out, vg_error *err)
+vg_status store_list(PGconn *c, const list_spec *spec, const char *const *values, const char *after,
+                     int limit, char **out, vg_error *err)
 {
     char sql[2048], where[512] = "", lim[16];
     const char *params[2 + LIST_MAX_FILTERS];

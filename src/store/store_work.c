@@ -35,8 +35,8 @@ vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err)
 vg_status tx_list(PGconn *c, const char *customer_id, const char *after, int limit, char **out,
                   vg_error *err)
 {
-    static const list_spec spec = {"transactions", "vigil_tx_json", "ingested_at",
-                                   {"customer_id", NULL}};
+    static const list_spec spec = {
+        "transactions", "vigil_tx_json", "ingested_at", {"customer_id", NULL}};
     const char *v[] = {customer_id};
     return store_list(c, &spec, v, after, limit, out, err);
 }
@@ -44,15 +44,15 @@ vg_status tx_list(PGconn *c, const char *customer_id, const char *after, int lim
 vg_status alert_get(PGconn *c, const char *id, char **out, vg_error *err)
 {
     const char *p[] = {id};
-    return db_json(c, "SELECT vigil_alert_json(a)::text FROM alerts a WHERE id = $1", 1, p,
-                   "alert", out, err);
+    return db_json(c, "SELECT vigil_alert_json(a)::text FROM alerts a WHERE id = $1", 1, p, "alert",
+                   out, err);
 }
 
 vg_status alert_list(PGconn *c, const char *status, const char *customer_id, const char *rule_id,
                      const char *after, int limit, char **out, vg_error *err)
 {
-    static const list_spec spec = {"alerts", "vigil_alert_json", "created_at",
-                                   {"status", "customer_id", "rule_id", NULL}};
+    static const list_spec spec = {
+        "alerts", "vigil_alert_json", "created_at", {"status", "customer_id", "rule_id", NULL}};
     const char *v[] = {status, customer_id, rule_id};
     return store_list(c, &spec, v, after, limit, out, err);
 }
@@ -60,24 +60,24 @@ vg_status alert_list(PGconn *c, const char *status, const char *customer_id, con
 vg_status kyc_list(PGconn *c, const char *status, const char *customer_id, const char *kind,
                    const char *after, int limit, char **out, vg_error *err)
 {
-    static const list_spec spec = {"kyc_tasks", "vigil_kyc_json", "created_at",
-                                   {"status", "customer_id", "kind", NULL}};
+    static const list_spec spec = {
+        "kyc_tasks", "vigil_kyc_json", "created_at", {"status", "customer_id", "kind", NULL}};
     const char *v[] = {status, customer_id, kind};
     return store_list(c, &spec, v, after, limit, out, err);
 }
 
 /* A workflow step on one row: lock it, check the transition, update it. */
 typedef struct transition_spec {
-    const char *what;        /* "alert" */
-    const char *lock_sql;    /* $1 = id → status */
-    const char *update_sql;  /* $1 id, $2 status, $3 note, $4 actor, $5 extra → json text */
-    int nparams;             /* 5 when update_sql uses $5 */
+    const char *what;       /* "alert" */
+    const char *lock_sql;   /* $1 = id → status */
+    const char *update_sql; /* $1 id, $2 status, $3 note, $4 actor, $5 extra → json text */
+    int nparams;            /* 5 when update_sql uses $5 */
     int (*allowed)(const char *from, const char *to);
 } transition_spec;
 
-static vg_status transition(PGconn *c, const transition_spec *spec, const char *id,
-                            const char *to, const char *note, const char *actor,
-                            const char *extra, char **out, vg_error *err)
+static vg_status transition(PGconn *c, const transition_spec *spec, const char *id, const char *to,
+                            const char *note, const char *actor, const char *extra, char **out,
+                            vg_error *err)
 {
     vg_status st = db_begin(c, err);
     if (st != VG_OK)
@@ -97,8 +97,8 @@ static vg_status transition(PGconn *c, const transition_spec *spec, const char *
     snprintf(from, sizeof from, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     if (!spec->allowed(from, to)) {
-        st = vg_fail(err, VG_E_CONFLICT, "status", "%s is '%s'; it cannot move to '%s'",
-                     spec->what, from, to);
+        st = vg_fail(err, VG_E_CONFLICT, "status", "%s is '%s'; it cannot move to '%s'", spec->what,
+                     from, to);
         goto fail;
     }
     const char *u[] = {id, to, note, actor, extra};
@@ -118,8 +118,7 @@ vg_status alert_transition(PGconn *c, const char *id, const char *to, const char
                            const char *note, const char *actor, char **out, vg_error *err)
 {
     static const transition_spec spec = {
-        "alert",
-        "SELECT status FROM alerts WHERE id = $1 FOR UPDATE",
+        "alert", "SELECT status FROM alerts WHERE id = $1 FOR UPDATE",
         "UPDATE alerts SET status = $2, disposition = $5, note = coalesce($3, note),"
         " actor = $4, updated_at = now() WHERE id = $1 RETURNING vigil_alert_json(alerts)::text",
         5, alert_transition_ok};
@@ -131,8 +130,7 @@ vg_status kyc_transition(PGconn *c, const char *id, const char *to, const char *
                          const char *actor, char **out, vg_error *err)
 {
     static const transition_spec spec = {
-        "KYC task",
-        "SELECT status FROM kyc_tasks WHERE id = $1 FOR UPDATE",
+        "KYC task", "SELECT status FROM kyc_tasks WHERE id = $1 FOR UPDATE",
         "UPDATE kyc_tasks SET status = $2, note = coalesce($3, note), actor = $4,"
         " updated_at = now() WHERE id = $1 RETURNING vigil_kyc_json(kyc_tasks)::text",
         4, kyc_transition_ok};
@@ -159,8 +157,7 @@ static vg_status check_param(const char *key, const json_t *cur, const json_t *v
             return vg_fail(err, VG_E_INVALID, field, "must be a decimal string, e.g. \"10000\"");
         return money_parse(json_string_value(val), 4, field, canon, NULL, err);
     }
-    if (!json_is_integer(val) || json_integer_value(val) < 1 ||
-        json_integer_value(val) > 1000000)
+    if (!json_is_integer(val) || json_integer_value(val) < 1 || json_integer_value(val) > 1000000)
         return vg_fail(err, VG_E_INVALID, field, "must be an integer from 1 to 1000000");
     if (strcmp(key, "lower_pct") == 0 || strcmp(key, "out_pct") == 0) {
         if (json_integer_value(val) > 100)
@@ -193,7 +190,8 @@ vg_status rule_update(PGconn *c, const char *id, const json_t *patch, const char
     PQclear(r);
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)patch, key, val) {
+    json_object_foreach((json_t *)patch, key, val)
+    {
         json_t *cur = json_object_get(params, key);
         if (!cur) {
             char field[160];

@@ -27,7 +27,7 @@ vg_status config_load(vg_config *cfg, vg_error *err)
     memset(cfg, 0, sizeof *cfg);
 #define VG_CFG_S(field, env, def, help)                                                            \
     v = getenv(env);                                                                               \
-    snprintf(cfg->field, sizeof cfg->field, "%s", v && *v ? v : def);
+    snprintf(cfg->field, sizeof cfg->field, "%s", v &&*v ? v : def);
 #define VG_CFG_I(field, env, def, lo, hi, help)                                                    \
     v = getenv(env);                                                                               \
     cfg->field = def;                                                                              \

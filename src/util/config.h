@@ -15,37 +15,46 @@
 #define VG_CONFIG_STRINGS(X)                                                                       \
     X(database_url, "VIGIL_DATABASE_URL", "postgresql:///vigil",                                   \
       "libpq connection URI of the Vigil database")                                                \
-    X(nats_url, "VIGIL_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")   \
+    X(nats_url, "VIGIL_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")  \
     X(http_addr, "VIGIL_HTTP_ADDR", "127.0.0.1:8000", "address:port the HTTP API listens on")      \
-    X(log_level, "VIGIL_LOG_LEVEL", "info", "debug | info | warn | error")                          \
+    X(log_level, "VIGIL_LOG_LEVEL", "info", "debug | info | warn | error")                         \
     X(roles, "VIGIL_ROLES", "api,sequencer,publisher",                                             \
       "what `vigil serve` runs: any of api, sequencer, publisher")                                 \
-    X(stream, "VIGIL_STREAM", "AML_EVENTS", "JetStream stream that receives every event (subjects aml.>)")
+    X(stream, "VIGIL_STREAM", "AML_EVENTS",                                                        \
+      "JetStream stream that receives every event (subjects aml.>)")
 
 #define VG_CONFIG_INTS(X)                                                                          \
-    X(http_threads, "VIGIL_HTTP_THREADS", 4, 1, 256, "HTTP worker threads (each holds one DB connection)") \
+    X(http_threads, "VIGIL_HTTP_THREADS", 4, 1, 256,                                               \
+      "HTTP worker threads (each holds one DB connection)")                                        \
     X(max_body_bytes, "VIGIL_MAX_BODY_BYTES", 16777216, 1024, 1073741824,                          \
       "largest accepted request body")                                                             \
-    X(max_batch, "VIGIL_MAX_BATCH", 10000, 1, 100000, "most transactions in one POST /transactions") \
-    X(max_json_depth, "VIGIL_MAX_JSON_DEPTH", 16, 2, 1000, "deepest accepted JSON nesting")         \
-    X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")   \
-    X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100, "risk score at or above which a customer is medium risk") \
-    X(risk_high, "VIGIL_RISK_HIGH", 60, 1, 100, "risk score at or above which a customer is high risk") \
-    X(db_connect_timeout, "VIGIL_DB_CONNECT_TIMEOUT", 3, 1, 60, "seconds to wait when (re)connecting to PostgreSQL") \
+    X(max_batch, "VIGIL_MAX_BATCH", 10000, 1, 100000,                                              \
+      "most transactions in one POST /transactions")                                               \
+    X(max_json_depth, "VIGIL_MAX_JSON_DEPTH", 16, 2, 1000, "deepest accepted JSON nesting")        \
+    X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")  \
+    X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100,                                                \
+      "risk score at or above which a customer is medium risk")                                    \
+    X(risk_high, "VIGIL_RISK_HIGH", 60, 1, 100,                                                    \
+      "risk score at or above which a customer is high risk")                                      \
+    X(db_connect_timeout, "VIGIL_DB_CONNECT_TIMEOUT", 3, 1, 60,                                    \
+      "seconds to wait when (re)connecting to PostgreSQL")                                         \
     X(stream_duplicate_window, "VIGIL_STREAM_DUPLICATE_WINDOW", 120, 1, 86400,                     \
       "JetStream duplicate window in seconds (Nats-Msg-Id = event id)")                            \
-    X(stream_replicas, "VIGIL_STREAM_REPLICAS", 1, 1, 5, "replicas of the stream (JetStream cluster)") \
+    X(stream_replicas, "VIGIL_STREAM_REPLICAS", 1, 1, 5,                                           \
+      "replicas of the stream (JetStream cluster)")                                                \
     X(publish_window, "VIGIL_PUBLISH_WINDOW", 1000, 1, 100000,                                     \
       "events in flight to JetStream before waiting for their acks")                               \
-    X(publish_ack_timeout_ms, "VIGIL_PUBLISH_ACK_TIMEOUT_MS", 5000, 100, 600000,                    \
+    X(publish_ack_timeout_ms, "VIGIL_PUBLISH_ACK_TIMEOUT_MS", 5000, 100, 600000,                   \
       "how long the publisher waits for JetStream acks")                                           \
-    X(sequencer_batch, "VIGIL_SEQUENCER_BATCH", 1000, 1, 100000, "outbox rows sequenced per transaction") \
+    X(sequencer_batch, "VIGIL_SEQUENCER_BATCH", 1000, 1, 100000,                                   \
+      "outbox rows sequenced per transaction")                                                     \
     X(leader_retry_ms, "VIGIL_LEADER_RETRY_MS", 1000, 50, 60000,                                   \
-      "how often a standby instance tries to take over the sequencer/publisher")                  \
-    X(shutdown_grace, "VIGIL_SHUTDOWN_GRACE", 10, 0, 600, "seconds in-flight requests get to finish on SIGTERM")
+      "how often a standby instance tries to take over the sequencer/publisher")                   \
+    X(shutdown_grace, "VIGIL_SHUTDOWN_GRACE", 10, 0, 600,                                          \
+      "seconds in-flight requests get to finish on SIGTERM")
 
 typedef struct vg_config {
-#define VG_CFG_S(field, env, def, help) char field[1024];
+#define VG_CFG_S(field, env, def, help)         char field[1024];
 #define VG_CFG_I(field, env, def, lo, hi, help) long field;
     VG_CONFIG_STRINGS(VG_CFG_S) VG_CONFIG_INTS(VG_CFG_I)
 #undef VG_CFG_S

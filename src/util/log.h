@@ -21,8 +21,8 @@ void log_msg(log_level level, const char *fmt, ...) __attribute__((format(printf
 /* Writes `fields` (an object; stolen) with "ts" and "level" added. */
 void log_json(log_level level, json_t *fields);
 
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 

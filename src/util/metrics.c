@@ -85,9 +85,10 @@ void metrics_http_render(FILE *f)
     for (int i = 0; i < nreq; i++)
         fprintf(f, "vigil_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
                 req[i].method, req[i].route, req[i].status, req[i].count);
-    fprintf(f, "# HELP vigil_http_requests_unlabelled_total Requests beyond the series limit.\n"
-               "# TYPE vigil_http_requests_unlabelled_total counter\n"
-               "vigil_http_requests_unlabelled_total %llu\n",
+    fprintf(f,
+            "# HELP vigil_http_requests_unlabelled_total Requests beyond the series limit.\n"
+            "# TYPE vigil_http_requests_unlabelled_total counter\n"
+            "vigil_http_requests_unlabelled_total %llu\n",
             overflow);
     fprintf(f, "# HELP vigil_http_request_duration_seconds Time from first byte to reply.\n"
                "# TYPE vigil_http_request_duration_seconds histogram\n");
@@ -102,8 +103,8 @@ void metrics_http_render(FILE *f)
                 " %llu\n"
                 "vigil_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
                 "vigil_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n",
-                tim[i].method, tim[i].route, tim[i].count, tim[i].method, tim[i].route,
-                tim[i].sum, tim[i].method, tim[i].route, tim[i].count);
+                tim[i].method, tim[i].route, tim[i].count, tim[i].method, tim[i].route, tim[i].sum,
+                tim[i].method, tim[i].route, tim[i].count);
     }
     pthread_mutex_unlock(&mu);
 }
