@@ -40,8 +40,11 @@ vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first
         s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(o, 2000);
+    /* With a connected callback the first connect returns at once
+     * (NATS_NOT_YET_CONNECTED) and retries in the background; without one
+     * it would block until NATS answers, and shutdown with it. */
     if (s == NATS_OK && retry_first)
-        s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+        s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, (void *)cb);
     if (s == NATS_OK && cb) {
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, (void *)cb);
         if (s == NATS_OK)
