@@ -83,6 +83,14 @@ RETURNS jsonb LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- Writes one event per row of (subject, data); used by every trigger below.
+--
+-- Event ids in the set-based triggers below: gen_random_uuid() must run once
+-- per row. `FROM new_rows r, LATERAL gen_random_uuid() AS e` does not: the
+-- call is uncorrelated, so the planner evaluates it once for the statement
+-- and every row of a batch gets the same event_id (a unique violation that
+-- fails the whole batch). Hence `LATERAL (SELECT r.id, gen_random_uuid())`,
+-- which refers to the row and is evaluated for each, or a call in the select
+-- list of a grouped subquery (once per group).
 CREATE FUNCTION vigil_emit(p_type text, p_subject text, p_data jsonb) RETURNS void
 LANGUAGE sql VOLATILE AS $$
     INSERT INTO outbox (event_id, event_type, subject, payload)
@@ -118,12 +126,12 @@ CREATE TRIGGER risk_events AFTER INSERT ON risk_assessments
 CREATE FUNCTION vigil_ev_kyc_created() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (event_id, event_type, subject, payload)
-    SELECT e, 'aml.kyc.tasks.created', g.customer_id::text,
-           vigil_cloudevent(e, 'aml.kyc.tasks.created', g.customer_id::text,
+    SELECT g.e, 'aml.kyc.tasks.created', g.customer_id::text,
+           vigil_cloudevent(g.e, 'aml.kyc.tasks.created', g.customer_id::text,
                             jsonb_build_object('customer_id', g.customer_id, 'tasks', g.tasks))
-    FROM (SELECT customer_id, jsonb_agg(vigil_kyc_json(n) ORDER BY n.created_at, n.kind) AS tasks
-          FROM new_tasks n GROUP BY customer_id) g,
-         LATERAL gen_random_uuid() AS e;
+    FROM (SELECT customer_id, jsonb_agg(vigil_kyc_json(n) ORDER BY n.created_at, n.kind) AS tasks,
+                 gen_random_uuid() AS e
+          FROM new_tasks n GROUP BY customer_id) g;
     RETURN NULL;
 END $$;
 CREATE TRIGGER kyc_created_events AFTER INSERT ON kyc_tasks
@@ -142,9 +150,9 @@ CREATE TRIGGER kyc_updated_events AFTER UPDATE ON kyc_tasks
 CREATE FUNCTION vigil_ev_tx() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (event_id, event_type, subject, payload)
-    SELECT e, 'aml.transaction.ingested', t.id::text,
-           vigil_cloudevent(e, 'aml.transaction.ingested', t.id::text, vigil_tx_json(t))
-    FROM new_tx t, LATERAL gen_random_uuid() AS e;
+    SELECT g.e, 'aml.transaction.ingested', t.id::text,
+           vigil_cloudevent(g.e, 'aml.transaction.ingested', t.id::text, vigil_tx_json(t))
+    FROM new_tx t, LATERAL (SELECT t.id, gen_random_uuid() AS e) AS g;
     RETURN NULL;
 END $$;
 CREATE TRIGGER tx_events AFTER INSERT ON transactions
@@ -154,9 +162,9 @@ CREATE TRIGGER tx_events AFTER INSERT ON transactions
 CREATE FUNCTION vigil_ev_alert_created() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (event_id, event_type, subject, payload)
-    SELECT e, 'aml.alert.created', a.id::text,
-           vigil_cloudevent(e, 'aml.alert.created', a.id::text, vigil_alert_json(a))
-    FROM new_alerts a, LATERAL gen_random_uuid() AS e;
+    SELECT g.e, 'aml.alert.created', a.id::text,
+           vigil_cloudevent(g.e, 'aml.alert.created', a.id::text, vigil_alert_json(a))
+    FROM new_alerts a, LATERAL (SELECT a.id, gen_random_uuid() AS e) AS g;
     RETURN NULL;
 END $$;
 CREATE TRIGGER alert_created_events AFTER INSERT ON alerts

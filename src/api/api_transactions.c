@@ -101,6 +101,7 @@ void api_transactions_post(api_ctx *ctx)
                          json_string_value(json_object_get(e, "field")));
                 json_object_set_new(e, "field", json_string(field));
             }
+            snprintf(err.field, sizeof err.field, "transactions"); /* as validate_items() */
         } else if (st == VG_E_INVALID && !batch && err.items) {
             json_t *e = json_array_get(err.items, 0);
             vg_fail(&err, VG_E_INVALID, json_string_value(json_object_get(e, "field")), "%s",
