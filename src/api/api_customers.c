@@ -1,6 +1,7 @@
 /*
  * api_customers.c — /customers: onboarding, reads, updates, risk history.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,8 @@ static int decode(api_ctx *ctx, int is_patch, customer_input *in)
         return 1;
     }
     json_decref(body);
+    if (!err.field[0]) /* the top level has no name of its own */
+        snprintf(err.field, sizeof err.field, "body");
     api_reply_error(ctx, &err);
     vg_error_clear(&err);
     return 0;

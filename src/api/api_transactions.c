@@ -45,6 +45,8 @@ static json_t *validate_items(api_ctx *ctx, const json_t *list, int batch, vg_er
         } else {
             *err = one;
             one.items = NULL;
+            if (!err->field[0]) /* the top level has no name of its own */
+                snprintf(err->field, sizeof err->field, "body");
         }
         vg_error_clear(&one);
     }

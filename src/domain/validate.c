@@ -447,7 +447,7 @@ vg_status customer_decode(const json_t *body, int is_patch, int32_t today_days, 
     if (st != VG_OK)
         return st;
     if (is_patch && present == 0)
-        return vg_fail(err, VG_E_INVALID, "", "no fields to update");
+        return vg_fail(err, VG_E_INVALID, "body", "no fields to update");
     *out = in;
     return VG_OK;
 }

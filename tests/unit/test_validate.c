@@ -404,7 +404,7 @@ static void test_customer_patch(void **state)
     assert_string_equal(in.country, "FR");
 
     const refusal cases[] = {
-        {"{}", "", "no fields to update"},
+        {"{}", "body", "no fields to update"},
         {"[]", "", "must be a JSON object"},
         {"{\"external_id\":\"x\"}", "external_id", "cannot be changed"},
         {"{\"external_id\":null}", "external_id", "cannot be changed"},

@@ -1,0 +1,349 @@
+/*
+ * test_authz.c — who may call what: the role × endpoint matrix.
+ *
+ * The policy is written down here a second time, independently of
+ * src/api/api_routes.c, and compared with the real routing table (this test
+ * links vigil_core to read `api_routes`): a route added to the server without
+ * a decision here, or a decision here without its route, fails the test.
+ *
+ * Then every route of the real table is called with every kind of caller: no
+ * key, malformed Authorization headers, an unknown key, and a key of each of
+ * the four roles. A denied call must get exactly 401 (no usable key) or 403
+ * (a valid key whose role the route does not admit) as problem+json; an
+ * admitted call must get past authorization (anything but 401/403, and no
+ * server error). Bodies are "{}", so admitted writes are refused by validation
+ * and the whole matrix leaves the database as it found it.
+ */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "api/api.h"
+
+#define ADMIN   ((unsigned)ROLE_ADMIN)
+#define INGEST  ((unsigned)ROLE_INGEST)
+#define ANALYST ((unsigned)ROLE_ANALYST)
+#define AUDITOR ((unsigned)ROLE_AUDITOR)
+#define PUBLIC  0u
+
+/* The authorization policy, as the product defines it. */
+static const struct policy {
+    const char *method, *pattern;
+    unsigned roles; /* PUBLIC: no key needed */
+} policy[] = {
+    {"GET", "/healthz", PUBLIC},
+    {"GET", "/readyz", PUBLIC},
+
+    {"POST", "/customers", ADMIN | INGEST},
+    {"PATCH", "/customers/{id}", ADMIN | INGEST},
+    {"POST", "/transactions", ADMIN | INGEST},
+
+    {"GET", "/customers", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/customers/{id}", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/customers/{id}/risk", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/transactions", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/transactions/{id}", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/alerts", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/alerts/{id}", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/kyc/tasks", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/rules", ADMIN | ANALYST | AUDITOR},
+
+    {"PATCH", "/alerts/{id}", ADMIN | ANALYST},
+    {"PATCH", "/kyc/tasks/{id}", ADMIN | ANALYST},
+
+    {"PATCH", "/rules/{id}", ADMIN},
+
+    /* The event feed carries customers, transactions and alerts: the same
+     * audience as reading those. Metrics show business volumes and backlogs:
+     * not public, and not for the write-only ingest role. */
+    {"GET", "/events", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/events/stream", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/metrics", ADMIN | ANALYST | AUDITOR},
+};
+#define NPOLICY (sizeof policy / sizeof policy[0])
+
+/* Routes whose admitted calls get a never-ending text/event-stream. */
+static int is_stream(const char *pattern)
+{
+    return strcmp(pattern, "/events/stream") == 0;
+}
+
+/* The kinds of caller. `role` is the key's role bit, 0 for callers without a
+ * valid key; `header` is the whole Authorization line, "" for none. */
+typedef struct caller {
+    const char *name;
+    unsigned role;
+    char header[300];
+    char key[256]; /* the key itself, when role != 0 */
+} caller;
+
+enum { NCALLERS = 9 };
+
+typedef struct fixture {
+    h_env *env;
+    caller callers[NCALLERS];
+    char uuid[64]; /* substituted for every {id} */
+} fixture;
+
+static const struct policy *policy_find(const char *method, const char *pattern)
+{
+    for (size_t i = 0; i < NPOLICY; i++)
+        if (strcmp(policy[i].method, method) == 0 && strcmp(policy[i].pattern, pattern) == 0)
+            return &policy[i];
+    return NULL;
+}
+
+static const api_route *route_find(const char *method, const char *pattern)
+{
+    for (const api_route *r = api_routes; r->method; r++)
+        if (strcmp(r->method, method) == 0 && strcmp(r->pattern, pattern) == 0)
+            return r;
+    return NULL;
+}
+
+static void roles_text(unsigned roles, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s%s%s%s%s", roles ? "" : " public", roles & ADMIN ? " admin" : "",
+             roles & INGEST ? " ingest" : "", roles & ANALYST ? " analyst" : "",
+             roles & AUDITOR ? " auditor" : "");
+}
+
+static void caller_set(caller *c, const char *name, unsigned role, const char *header)
+{
+    c->name = name;
+    c->role = role;
+    snprintf(c->header, sizeof c->header, "%s", header ? header : "");
+}
+
+static int key_caller(h_env *env, caller *c, const char *role_name, unsigned role)
+{
+    char key[256], line[300];
+    if (h_key_create(env, role_name, key, sizeof key) != 0)
+        return -1;
+    snprintf(line, sizeof line, "Authorization: Bearer %s", key);
+    caller_set(c, role_name, role, line);
+    snprintf(c->key, sizeof c->key, "%s", key);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || !(f->env = h_setup(0))) {
+        free(f);
+        return -1;
+    }
+    char *uuid = h_db_text(f->env, "SELECT gen_random_uuid()::text");
+    /* A well-formed key (same alphabet and length as a real one) that no one
+     * was ever given. */
+    char *unknown = h_db_text(f->env, "SELECT 'vgl_' || left(replace(gen_random_uuid()::text ||"
+                                      " gen_random_uuid()::text, '-', ''), 43)");
+    if (!uuid || !unknown)
+        goto fail;
+    snprintf(f->uuid, sizeof f->uuid, "%s", uuid);
+    f->env->http_timeout_ms = 10000; /* a stream not in is_stream() fails, not hangs */
+    char line[300];
+    snprintf(line, sizeof line, "Authorization: Bearer %s", unknown);
+    caller_set(&f->callers[0], "no key", 0, NULL);
+    caller_set(&f->callers[1], "'Bearer' alone", 0, "Authorization: Bearer");
+    caller_set(&f->callers[2], "Basic scheme", 0, "Authorization: Basic xyz");
+    caller_set(&f->callers[3], "lower-case scheme", 0, "Authorization: bearer lowercase");
+    caller_set(&f->callers[4], "unknown key", 0, line);
+    if (key_caller(f->env, &f->callers[5], "admin", ADMIN) != 0 ||
+        key_caller(f->env, &f->callers[6], "ingest", INGEST) != 0 ||
+        key_caller(f->env, &f->callers[7], "analyst", ANALYST) != 0 ||
+        key_caller(f->env, &f->callers[8], "auditor", AUDITOR) != 0)
+        goto fail;
+    free(uuid);
+    free(unknown);
+    *state = f;
+    return 0;
+fail:
+    free(uuid);
+    free(unknown);
+    h_teardown(f->env);
+    free(f);
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f)
+        h_teardown(f->env);
+    free(f);
+    return 0;
+}
+
+/* (a) The real table and the policy list the same routes with the same roles. */
+static void routing_table_matches_policy(void **state)
+{
+    int problems = 0, nroutes = 0;
+    char have[64], want[64];
+    for (const api_route *r = api_routes; r->method; r++, nroutes++) {
+        const struct policy *p = policy_find(r->method, r->pattern);
+        if (!p) {
+            fprintf(stderr, "route %s %s has no decision in the authorization policy\n", r->method,
+                    r->pattern);
+            problems++;
+        } else if (p->roles != r->roles) {
+            roles_text(r->roles, have, sizeof have);
+            roles_text(p->roles, want, sizeof want);
+            fprintf(stderr, "route %s %s admits {%s }, the policy says {%s }\n", r->method,
+                    r->pattern, have, want);
+            problems++;
+        }
+    }
+    for (size_t i = 0; i < NPOLICY; i++) {
+        if (!route_find(policy[i].method, policy[i].pattern)) {
+            fprintf(stderr, "policy entry %s %s has no route in api_routes\n", policy[i].method,
+                    policy[i].pattern);
+            problems++;
+        }
+    }
+    assert_int_equal(nroutes, NPOLICY);
+    assert_int_equal(problems, 0);
+}
+
+/* The route's pattern with every {x} replaced by `id`. */
+static void concrete_path(const char *pattern, const char *id, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (const char *p = pattern; *p && o + 1 < outsz;) {
+        if (*p == '{') {
+            o += (size_t)snprintf(out + o, outsz - o, "%s", id);
+            p += strcspn(p, "}");
+            p += *p == '}';
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o < outsz ? o : outsz - 1] = '\0';
+}
+
+/* 1 when r is an application/problem+json body whose "status" is `status`. */
+static int is_problem(const h_resp *r, long status)
+{
+    return strncmp(r->content_type, "application/problem+json", 24) == 0 &&
+           json_is_object(r->json) &&
+           json_integer_value(json_object_get(r->json, "status")) == status;
+}
+
+/* An admitted call to a stream route: its status, from the headers alone. */
+static long stream_status(h_env *env, const caller *c, const char *path)
+{
+    long status = 0;
+    h_sse *s = h_sse_open(env, c->key[0] ? c->key : NULL, path, NULL, &status);
+    h_sse_close(s);
+    return s ? 200 : status;
+}
+
+/* One call; returns 1 when the outcome matches the policy, else prints why. */
+static int check_call(h_env *env, const api_route *route, unsigned allowed, const caller *c,
+                      const char *id)
+{
+    char path[256];
+    concrete_path(route->pattern, id, path, sizeof path);
+    int admitted = allowed == PUBLIC || (allowed & c->role);
+    long want = c->role ? 403 : 401;
+    h_resp r = {0};
+    int ok;
+    if (admitted && is_stream(route->pattern)) {
+        r.status = stream_status(env, c, path);
+        ok = r.status > 0 && r.status != 401 && r.status != 403 && r.status < 500;
+    } else {
+        int has_body = strcmp(route->method, "POST") == 0 || strcmp(route->method, "PATCH") == 0;
+        const char *headers[] = {c->header[0] ? c->header : NULL, NULL};
+        if (h_http(env, route->method, path, NULL, has_body ? "{}" : NULL, -1, headers, &r) != 0)
+            r.status = -1;
+        ok = admitted ? r.status > 0 && r.status != 401 && r.status != 403 && r.status < 500
+                      : r.status == want && is_problem(&r, want);
+    }
+    if (!ok)
+        fprintf(stderr, "%s %s as %s: got %ld (%s) %s; expected %s\n", route->method, path, c->name,
+                r.status, r.content_type, r.body ? r.body : "",
+                admitted      ? "to get past authorization"
+                : want == 401 ? "401 problem+json"
+                              : "403 problem+json");
+    h_resp_free(&r);
+    return ok;
+}
+
+/* Business rows (events follow from them; the sequencer moves those). */
+static long long count_rows(h_env *env)
+{
+    return h_db_count(env, "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM"
+                           " transactions) + (SELECT count(*) FROM alerts) + (SELECT count(*)"
+                           " FROM kyc_tasks)");
+}
+
+/* (b) Every route of the real table × every kind of caller. */
+static void role_matrix(void **state)
+{
+    fixture *f = *state;
+    long long before = count_rows(f->env);
+    assert_true(before >= 0);
+    int calls = 0, wrong = 0;
+    for (const api_route *r = api_routes; r->method; r++) {
+        const struct policy *p = policy_find(r->method, r->pattern);
+        if (!p)
+            continue; /* reported by routing_table_matches_policy */
+        for (int i = 0; i < NCALLERS; i++, calls++)
+            wrong += !check_call(f->env, r, p->roles, &f->callers[i], f->uuid);
+    }
+    fprintf(stderr, "authz matrix: %d calls, %d wrong\n", calls, wrong);
+    assert_int_equal(calls, (int)NPOLICY * NCALLERS);
+    assert_int_equal(wrong, 0);
+    /* Denied writes wrote nothing (and admitted "{}" bodies were refused). */
+    assert_int_equal(count_rows(f->env), before);
+}
+
+static long status_of(h_env *env, const char *method, const char *path, const char *key,
+                      const char *body, int *problem401)
+{
+    h_resp r;
+    long status = h_http(env, method, path, key, body, -1, NULL, &r) == 0 ? r.status : -1;
+    *problem401 = is_problem(&r, 401);
+    h_resp_free(&r);
+    return status;
+}
+
+/* A key revoked in the database stops working at once: no cache outlives it. */
+static void revoked_key_is_refused(void **state)
+{
+    fixture *f = *state;
+    char key[256];
+    int problem;
+    assert_int_equal(h_key_create(f->env, "admin", key, sizeof key), 0);
+    assert_int_equal(status_of(f->env, "GET", "/customers", key, NULL, &problem), 200);
+    assert_int_equal(h_db_count(f->env,
+                                "WITH u AS (UPDATE api_keys SET revoked_at = now()"
+                                " WHERE key_hash = sha256(convert_to($1, 'UTF8')) RETURNING 1)"
+                                " SELECT count(*) FROM u",
+                                key),
+                     1);
+    assert_int_equal(status_of(f->env, "GET", "/customers", key, NULL, &problem), 401);
+    assert_true(problem);
+    assert_int_equal(status_of(f->env, "POST", "/transactions", key, "{}", &problem), 401);
+    assert_true(problem);
+    /* The other admin key is untouched. */
+    assert_int_equal(status_of(f->env, "GET", "/customers", f->env->admin_key, NULL, &problem),
+                     200);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(routing_table_matches_policy),
+        cmocka_unit_test(role_matrix),
+        cmocka_unit_test(revoked_key_is_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
