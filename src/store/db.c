@@ -191,6 +191,11 @@ vg_status db_map_error(PGconn *conn, const PGresult *res, vg_error *err)
     if (strcmp(state, "23505") == 0)
         return vg_fail(err, VG_E_CONFLICT, NULL, "a record with this key already exists");
     log_error("database error %s: %.*s", state, (int)strcspn(msg, "\n"), msg);
+    /* Messages raised by PL/pgSQL (class P0) are ours and safe to show; other
+     * server messages may describe internals, so they stay in the log. */
+    if (starts_with(state, "P0"))
+        return vg_fail(err, VG_E_INTERNAL, NULL, "database error (SQLSTATE %s): %s", state,
+                       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
     return vg_fail(err, VG_E_INTERNAL, NULL, "database error (SQLSTATE %s)", state);
 }
 

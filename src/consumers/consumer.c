@@ -1,0 +1,259 @@
+/*
+ * consumer.c — the consumer runner: pull, apply exactly once, then ack.
+ *
+ * Order of operations for one message, and why:
+ *   1. BEGIN; INSERT processed_events (consumer, event id) ON CONFLICT DO
+ *      NOTHING. No row inserted → applied before (a redelivery whose ack was
+ *      lost): ROLLBACK, ack, done.
+ *   2. Run the handler in the same transaction; COMMIT.
+ *   3. Ack. If the process dies between 2 and 3 the event is redelivered
+ *      and step 1 absorbs it: the effect happened exactly once.
+ * A handler error rolls back and NAKs with an exponential delay (a plain
+ * NAK would burn every delivery within milliseconds); on the last allowed
+ * delivery the event is stored as a dead letter and Term'd so JetStream
+ * stops redelivering it, while later events keep flowing.
+ */
+#include "consumers/consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "domain/timeparse.h"
+#include "domain/validate.h"
+#include "events/leader.h"
+#include "events/stream.h"
+#include "store/db.h"
+#include "util/log.h"
+
+static consumer_stats stats[16];
+
+consumer_stats *consumer_stats_of(const consumer_def *def)
+{
+    for (int i = 0; consumer_registry[i] && i < 16; i++)
+        if (consumer_registry[i] == def)
+            return &stats[i];
+    return &stats[15];
+}
+
+const consumer_def *consumer_find(const char *name)
+{
+    for (int i = 0; consumer_registry[i]; i++)
+        if (strcmp(consumer_registry[i]->name, name) == 0)
+            return consumer_registry[i];
+    return NULL;
+}
+
+vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *def,
+                         const consumer_event *ev, int *duplicate, vg_error *err)
+{
+    char seq[32];
+    snprintf(seq, sizeof seq, "%lld", ev->seq);
+    const char *p[] = {def->name, ev->id, seq};
+    *duplicate = 0;
+    vg_status st = db_begin(c, err);
+    if (st != VG_OK)
+        return st;
+    PGresult *r = db_exec(c,
+                          "INSERT INTO processed_events (consumer, event_id, seq)"
+                          " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                          3, p, err);
+    if (!r) {
+        st = err->code;
+        goto fail;
+    }
+    *duplicate = atoi(PQcmdTuples(r)) == 0;
+    PQclear(r);
+    if (*duplicate) {
+        db_rollback(c);
+        return VG_OK;
+    }
+    if ((st = def->handler(c, cfg, ev, err)) != VG_OK)
+        goto fail;
+    if ((st = db_commit(c, err)) != VG_OK)
+        goto fail;
+    return VG_OK;
+fail:
+    db_rollback(c);
+    return st;
+}
+
+/* Stores a dead letter (idempotent per consumer and event). */
+static vg_status dead_letter(PGconn *c, const consumer_def *def, const consumer_event *ev,
+                             const char *payload, int deliveries, const char *why, vg_error *err)
+{
+    char seq[32], n[16];
+    snprintf(seq, sizeof seq, "%lld", ev->seq);
+    snprintf(n, sizeof n, "%d", deliveries);
+    const char *p[] = {def->name, ev->id, seq, ev->type, payload, n, why};
+    return db_run(
+        c,
+        "INSERT INTO dead_letters (consumer, event_id, seq, event_type, payload,"
+        " deliveries, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (consumer, event_id) DO UPDATE SET deliveries = EXCLUDED.deliveries,"
+        " last_error = EXCLUDED.last_error, status = 'dead', created_at = now()",
+        7, p, err);
+}
+
+static int64_t backoff_ms(const vg_config *cfg, uint64_t delivered)
+{
+    int64_t d = cfg->consumer_backoff_ms;
+    for (uint64_t i = 1; i < delivered && d < 3600000; i++)
+        d *= 2;
+    return d;
+}
+
+/* Handles one message; returns 0 when done with it, -1 to hold and retry
+ * (database unavailable). */
+static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, consumer_stats *s,
+                  natsMsg *m)
+{
+    jsMsgMetaData *meta = NULL;
+    uint64_t delivered = 1;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        delivered = meta->NumDelivered;
+        atomic_store(&s->pending, (long long)meta->NumPending);
+        jsMsgMetaData_Destroy(meta);
+    }
+    if (delivered > 1)
+        atomic_fetch_add(&s->redeliveries, 1);
+    const char *seq_hdr = NULL;
+    natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
+    json_error_t jerr;
+    json_t *event = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &jerr);
+    consumer_event ev = {
+        .id = json_string_value(json_object_get(event, "id")),
+        .seq = seq_hdr ? atoll(seq_hdr) : json_integer_value(json_object_get(event, "seq")),
+        .type = natsMsg_GetSubject(m),
+        .event = event,
+        .data = json_object_get(event, "data"),
+    };
+    vg_error err = {0};
+    vg_status st;
+    int dup = 0;
+    int64_t t0 = now_epoch_us();
+    if (!event || !ev.id || !uuid_parse(ev.id, NULL) || ev.seq <= 0)
+        st = vg_fail(&err, VG_E_MALFORMED, NULL, "not a Vigil CloudEvent (no id or seq)");
+    else
+        st = consumer_apply(c, cfg, def, &ev, &dup, &err);
+    atomic_fetch_add(&s->busy_us, now_epoch_us() - t0);
+    int rc = 0;
+    if (st == VG_OK) {
+        atomic_fetch_add(dup ? &s->duplicates : &s->processed, 1);
+        natsMsg_Ack(m, NULL);
+    } else if (st == VG_E_UNAVAILABLE || PQstatus(c) != CONNECTION_OK) {
+        natsMsg_InProgress(m, NULL); /* keep it; not the event's fault */
+        rc = -1;
+    } else if (delivered >= (uint64_t)cfg->consumer_max_deliver) {
+        char *payload = event ? json_dumps(event, JSON_COMPACT) : NULL;
+        vg_error derr = {0};
+        if (ev.id && dead_letter(c, def, &ev, payload ? payload : "{}", (int)delivered, err.detail,
+                                 &derr) == VG_OK) {
+            atomic_fetch_add(&s->dead_letters, 1);
+            log_error("consumer %s: event seq %lld (%s) dead-lettered after %llu deliveries: %s",
+                      def->name, ev.seq, ev.id, (unsigned long long)delivered, err.detail);
+            natsMsg_Term(m, NULL);
+        } else {
+            log_error("consumer %s: cannot store dead letter for seq %lld: %s", def->name, ev.seq,
+                      derr.detail[0] ? derr.detail : "not a Vigil event");
+            natsMsg_NakWithDelay(m, backoff_ms(cfg, delivered), NULL);
+        }
+        free(payload);
+        vg_error_clear(&derr);
+    } else {
+        atomic_fetch_add(&s->failures, 1);
+        log_warn("consumer %s: event seq %lld failed (delivery %llu of %ld), retry in %lldms: %s",
+                 def->name, ev.seq, (unsigned long long)delivered, cfg->consumer_max_deliver,
+                 (long long)backoff_ms(cfg, delivered), err.detail);
+        natsMsg_NakWithDelay(m, backoff_ms(cfg, delivered), NULL);
+    }
+    vg_error_clear(&err);
+    json_decref(event);
+    return rc;
+}
+
+/* 1 when *c is usable, reconnecting when it is not. */
+static int db_ok(const vg_config *cfg, PGconn **c)
+{
+    if (*c && PQstatus(*c) == CONNECTION_OK)
+        return 1;
+    PQfinish(*c);
+    *c = db_connect(cfg->database_url, (int)cfg->db_connect_timeout, NULL);
+    return *c != NULL;
+}
+
+static natsStatus subscribe(jsCtx *js, const vg_config *cfg, const consumer_def *def,
+                            natsSubscription **sub)
+{
+    char durable[128];
+    snprintf(durable, sizeof durable, "vigil-%s", def->name);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = cfg->stream;
+    so.Config.Durable = durable;
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.AckWait = cfg->consumer_ack_wait_ms * 1000000LL;
+    so.Config.MaxDeliver = cfg->consumer_max_deliver;
+    so.Config.MaxAckPending = cfg->consumer_max_ack_pending;
+    return js_PullSubscribe(sub, js, def->filter_subject, durable, NULL, &so, NULL);
+}
+
+void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *stop)
+{
+    consumer_stats *s = consumer_stats_of(def);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsSubscription *sub = NULL;
+    PGconn *c = NULL;
+    int said = 0;
+    atomic_store(&s->running, 1);
+    while (!atomic_load(stop)) {
+        vg_error err = {0};
+        if (!db_ok(cfg, &c))
+            vg_fail(&err, VG_E_UNAVAILABLE, NULL, "database unavailable");
+        if (c && !nc)
+            stream_connect(cfg, def->name, 0, NULL, NULL, &nc, &js, &err);
+        natsStatus ns = NATS_OK;
+        if (c && nc && !sub)
+            ns = subscribe(js, cfg, def, &sub);
+        if (!c || !nc || !sub) {
+            if (said != 1)
+                log_warn("consumer %s: not running yet: %s", def->name,
+                         err.detail[0] ? err.detail : nats_GetLastError(NULL));
+            said = 1;
+            vg_error_clear(&err);
+            leader_sleep(stop, 1000);
+            continue;
+        }
+        if (said != 2)
+            log_info("consumer %s: consuming %s", def->name, def->filter_subject);
+        said = 2;
+        natsMsgList list = {0};
+        ns = natsSubscription_Fetch(&list, sub, (int)cfg->consumer_batch, 1000, NULL);
+        if (ns != NATS_OK && ns != NATS_TIMEOUT) {
+            log_warn("consumer %s: fetch failed: %s; resubscribing", def->name,
+                     natsStatus_GetText(ns));
+            natsSubscription_Destroy(sub);
+            sub = NULL;
+            leader_sleep(stop, 500);
+        }
+        for (int i = 0; i < list.Count && !atomic_load(stop); i++) {
+            /* Hold the message through a database outage (InProgress keeps
+             * JetStream from redelivering it meanwhile). */
+            while (!atomic_load(stop)) {
+                if (db_ok(cfg, &c) && handle(c, cfg, def, s, list.Msgs[i]) == 0)
+                    break;
+                natsMsg_InProgress(list.Msgs[i], NULL);
+                leader_sleep(stop, 1000);
+            }
+        }
+        natsMsgList_Destroy(&list);
+    }
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    PQfinish(c);
+    atomic_store(&s->running, 0);
+}

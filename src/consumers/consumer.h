@@ -1,0 +1,70 @@
+/*
+ * consumer.h — durable JetStream consumers with exactly-once effects.
+ *
+ * A consumer is a name, a subject filter and a handler. The runner pulls
+ * from a durable JetStream consumer (explicit ack), and for each event, in
+ * ONE PostgreSQL transaction, records (consumer, event id) and runs the
+ * handler; it acks only after COMMIT. A handler failure rolls back and
+ * NAKs with a delay from the backoff schedule; after MaxDeliver attempts
+ * the event becomes a dead letter (stored, then Term'd). A database outage
+ * is not the event's fault: the runner holds the message (InProgress) and
+ * retries until the database is back, without burning deliveries.
+ */
+#ifndef VIGIL_CONSUMERS_CONSUMER_H
+#define VIGIL_CONSUMERS_CONSUMER_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdatomic.h>
+
+#include "util/config.h"
+#include "util/status.h"
+
+/* One event as a handler sees it. */
+typedef struct consumer_event {
+    const char *id;      /* event id (UUID) */
+    long long seq;       /* event_log seq */
+    const char *type;    /* "aml.alert.created" */
+    const json_t *event; /* the whole CloudEvent */
+    const json_t *data;  /* its "data" member */
+} consumer_event;
+
+/* Applies the event's effect on `c`, inside the runner's transaction. Must
+ * not COMMIT or ROLLBACK. VG_E_UNAVAILABLE means "retry later, not the
+ * event's fault"; any other failure counts as a failed delivery. */
+typedef vg_status (*consumer_handler)(PGconn *c, const vg_config *cfg, const consumer_event *ev,
+                                      vg_error *err);
+
+typedef struct consumer_def {
+    const char *name;           /* durable name suffix and processed_events.consumer */
+    const char *filter_subject; /* e.g. "aml.alert.>" */
+    consumer_handler handler;
+} consumer_def;
+
+/* Observable counters per consumer (for /metrics). */
+typedef struct consumer_stats {
+    atomic_llong processed, duplicates, failures, dead_letters, redeliveries;
+    atomic_llong busy_us; /* total handler time */
+    atomic_llong pending; /* last NumPending seen from JetStream */
+    atomic_int running;
+} consumer_stats;
+
+/* The built-in consumers, NULL-terminated (consumers.c). */
+extern const consumer_def *const consumer_registry[];
+
+/* Finds a built-in consumer by name, or NULL. */
+const consumer_def *consumer_find(const char *name);
+
+/* Index of `def` in consumer_registry, for its stats slot. */
+consumer_stats *consumer_stats_of(const consumer_def *def);
+
+/* Applies one event for `def` exactly once on `c` (its own transaction):
+ * VG_OK when applied now or already applied before (*duplicate = 1). */
+vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *def,
+                         const consumer_event *ev, int *duplicate, vg_error *err);
+
+/* Runs `def` until *stop: connect, bind the durable pull consumer, fetch,
+ * apply, ack. Reconnects forever. Thread body helper. */
+void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *stop);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * consumers.c — the built-in consumers and the threads that run them.
+ *
+ * risk: an alert raised or worked changes the customer's risk inputs (open
+ * alerts, escalations, SARs). The handler re-scores the customer from the
+ * database's current state, not from the event, so a redelivered or
+ * out-of-order event can never move risk backwards: the newest state wins
+ * and risk_version only grows. A new assessment emits aml.customer.risk
+ * (and, on a rise to high, the EDD tasks and aml.kyc.tasks.created) through
+ * the outbox in the same transaction as the processed_events row.
+ */
+#include "consumers/consumers.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/validate.h"
+#include "store/store_customers.h"
+#include "util/log.h"
+
+static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_event *ev,
+                              vg_error *err)
+{
+    const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
+    const char *alert = json_string_value(json_object_get(ev->data, "id"));
+    if (!customer || !uuid_parse(customer, NULL))
+        return vg_fail(err, VG_E_INVALID, "data.customer_id", "event %s has no customer_id",
+                       ev->id);
+    risk_config rc = {(int)cfg->risk_medium, (int)cfg->risk_high};
+    char reason[160];
+    snprintf(reason, sizeof reason, "%s %s", ev->type, alert ? alert : "");
+    return risk_reassess(c, customer, &rc, reason, "consumer:risk", 0, NULL, err);
+}
+
+static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler};
+
+const consumer_def *const consumer_registry[] = {&risk_consumer, NULL};
+
+typedef struct runner {
+    const vg_config *cfg;
+    const consumer_def *def;
+    atomic_int *stop;
+    pthread_t thread;
+} runner;
+
+struct consumer_group {
+    atomic_int stop;
+    int n;
+    runner r[8];
+};
+
+static void *runner_main(void *arg)
+{
+    runner *r = arg;
+    consumer_run(r->cfg, r->def, r->stop);
+    return NULL;
+}
+
+consumer_group *consumers_start(const vg_config *cfg, const char *only)
+{
+    consumer_group *g = calloc(1, sizeof *g);
+    if (!g)
+        abort();
+    for (int i = 0; consumer_registry[i] && g->n < 8; i++) {
+        if (only && strcmp(only, consumer_registry[i]->name) != 0)
+            continue;
+        runner *r = &g->r[g->n];
+        r->cfg = cfg;
+        r->def = consumer_registry[i];
+        r->stop = &g->stop;
+        if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
+            log_error("consumer %s: cannot start a thread", r->def->name);
+            continue;
+        }
+        g->n++;
+    }
+    return g;
+}
+
+void consumers_stop(consumer_group *g)
+{
+    if (!g)
+        return;
+    atomic_store(&g->stop, 1);
+    for (int i = 0; i < g->n; i++)
+        pthread_join(g->r[i].thread, NULL);
+    free(g);
+}

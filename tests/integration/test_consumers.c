@@ -1,0 +1,215 @@
+/*
+ * test_consumers.c — the risk consumer applies each event exactly once,
+ * survives redelivery of the whole stream, and a poison event is retried
+ * with visible backoff, dead-lettered after MaxDeliver, and redriven once
+ * its cause is fixed, without holding up the events behind it.
+ *
+ * Real PostgreSQL, nats-server and vigil serve (API, sequencer, publisher,
+ * consumers) started by the harness.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static h_env *env;
+
+static const char *const consumer_env[] = {"VIGIL_CONSUMER_BACKOFF_MS=300",
+                                           "VIGIL_CONSUMER_MAX_DELIVER=3",
+                                           "VIGIL_CONSUMER_ACK_WAIT_MS=5000", NULL};
+
+static int setup(void **state)
+{
+    env = h_setup(1);
+    if (!env)
+        return -1;
+    h_vigil_stop(env, SIGTERM);
+    return h_vigil_start(env, consumer_env);
+}
+
+static int teardown(void **state)
+{
+    h_teardown(env);
+    return 0;
+}
+
+/* Creates a customer; returns its id (static buffer per call site). */
+static void new_customer(const char *name, char id[64])
+{
+    char body[256];
+    h_resp r = {0};
+    snprintf(body, sizeof body, "{\"full_name\": \"%s\", \"country\": \"GB\"}", name);
+    assert_int_equal(h_post(env, env->admin_key, body, &r, "/customers"), 0);
+    assert_int_equal(r.status, 201);
+    snprintf(id, 64, "%s", json_string_value(json_object_get(r.json, "id")));
+    h_resp_free(&r);
+}
+
+/* A large cash deposit: raises one large_cash alert for the customer. */
+static void large_cash(const char *customer, const char *ext)
+{
+    char body[512];
+    h_resp r = {0};
+    snprintf(body, sizeof body,
+             "{\"external_id\": \"%s\", \"customer_id\": \"%s\", \"amount\": \"25000.00\","
+             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"cash\","
+             " \"occurred_at\": \"2026-11-20T10:00:00Z\"}",
+             ext, customer);
+    assert_int_equal(h_post(env, env->admin_key, body, &r, "/transactions"), 0);
+    assert_int_equal(r.status, 201);
+    h_resp_free(&r);
+}
+
+/* Waits until `sql` (one integer) reaches `want`; returns the last value. */
+static long long wait_count(long long want, int timeout_ms, const char *sql, const char *p1)
+{
+    long long v = -1;
+    for (long long t0 = h_now_ms(); h_now_ms() - t0 < timeout_ms; h_sleep_ms(100)) {
+        v = p1 ? h_db_count(env, sql, p1) : h_db_count(env, sql);
+        if (v == want)
+            break;
+    }
+    return v;
+}
+
+static void risk_rescored_once_per_alert(void **state)
+{
+    char c[64];
+    new_customer("Alert Twice", c);
+    /* One alert at a time: the consumer scores the customer's current state,
+     * so two alerts already open when it runs give one assessment, not two. */
+    large_cash(c, "rc-1");
+    assert_int_equal(
+        wait_count(2, 30000, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", c), 2);
+    large_cash(c, "rc-2");
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM alerts WHERE customer_id = $1", c), 2);
+    /* onboarding + one assessment per alert (each alert adds 5 points) */
+    assert_int_equal(
+        wait_count(3, 30000, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", c), 3);
+    assert_int_equal(h_db_count(env, "SELECT risk_score FROM customers WHERE id = $1", c), 15);
+    char *reason = h_db_text(env,
+                             "SELECT reason FROM risk_assessments WHERE customer_id = $1"
+                             " ORDER BY version DESC LIMIT 1",
+                             c);
+    assert_non_null(reason);
+    assert_non_null(strstr(reason, "aml.alert.created"));
+    free(reason);
+    /* the new assessment went out as an event through the outbox */
+    assert_true(wait_count(3, 30000,
+                           "SELECT count(*) FROM event_log WHERE event_type = 'aml.customer.risk'"
+                           " AND subject = $1",
+                           c) == 3);
+}
+
+static void redelivery_of_everything_changes_nothing(void **state)
+{
+    long long processed = h_db_count(env, "SELECT count(*) FROM processed_events");
+    long long assessments = h_db_count(env, "SELECT count(*) FROM risk_assessments");
+    assert_true(processed > 0);
+    /* Delete the durable consumer: when vigil restarts it is recreated
+     * with DeliverAll and JetStream delivers every alert event again. */
+    h_vigil_stop(env, SIGTERM);
+    natsConnection *nc = h_nats_connect(env);
+    assert_non_null(nc);
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    assert_int_equal(js_DeleteConsumer(js, "AML_EVENTS", "vigil-risk", NULL, NULL), NATS_OK);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    assert_int_equal(h_vigil_start(env, consumer_env), 0);
+    h_sleep_ms(3000); /* the whole (small) stream is redelivered within this */
+    char *log = h_read_file(env->vigil_log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "consumer risk: consuming"));
+    free(log);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM processed_events"), processed);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM risk_assessments"), assessments);
+}
+
+static void poison_event_dead_lettered_then_redriven(void **state)
+{
+    char bad[64], good[64];
+    new_customer("Poison Customer", bad);
+    new_customer("Healthy Customer", good);
+    /* The cause: a constraint that refuses this customer's reassessment. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+             " IF NEW.customer_id = '%s' AND NEW.reason LIKE 'aml.alert%%' THEN"
+             " RAISE EXCEPTION 'poison: reassessment refused'; END IF; RETURN NEW; END $$;"
+             " CREATE TRIGGER test_poison BEFORE INSERT ON risk_assessments"
+             " FOR EACH ROW EXECUTE FUNCTION test_poison();",
+             bad);
+    assert_int_equal(h_db_exec(env, sql), 0);
+    large_cash(bad, "poison-1");
+    large_cash(good, "healthy-1");
+    /* the healthy event behind it is not held up */
+    assert_int_equal(
+        wait_count(2, 30000, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", good),
+        2);
+    /* three deliveries, then a dead letter */
+    assert_int_equal(
+        wait_count(1, 30000, "SELECT count(*) FROM dead_letters WHERE status = 'dead'", NULL), 1);
+    assert_int_equal(h_db_count(env, "SELECT deliveries FROM dead_letters"), 3);
+    char *why = h_db_text(env, "SELECT last_error FROM dead_letters");
+    assert_non_null(why);
+    assert_non_null(strstr(why, "poison"));
+    free(why);
+    /* retries were spaced by the backoff (300 ms, then 600 ms), not instant */
+    long long spread =
+        h_db_count(env,
+                   "SELECT (extract(epoch FROM d.created_at - a.created_at) * 1000)::bigint"
+                   " FROM dead_letters d, alerts a WHERE a.customer_id = $1",
+                   bad);
+    assert_true(spread >= 800);
+
+    h_resp r = {0};
+    assert_int_equal(h_get(env, env->admin_key, &r, "/dead-letters?status=dead"), 0);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    char id[64];
+    snprintf(id, sizeof id, "%s",
+             json_string_value(json_object_get(json_array_get(items, 0), "id")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "consumer")),
+                        "risk");
+    h_resp_free(&r);
+
+    /* redrive before the fix: still failing, still dead */
+    assert_int_equal(h_post(env, env->admin_key, "{}", &r, "/dead-letters/%s/redrive", id), 0);
+    assert_true(r.status >= 400);
+    h_resp_free(&r);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM dead_letters WHERE status = 'dead'"), 1);
+
+    /* fix the cause, redrive: applied once, letter marked */
+    assert_int_equal(h_db_exec(env, "DROP TRIGGER test_poison ON risk_assessments"), 0);
+    assert_int_equal(h_post(env, env->admin_key, "{}", &r, "/dead-letters/%s/redrive", id), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "status")), "redriven");
+    h_resp_free(&r);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", bad), 2);
+    /* a second redrive is refused: nothing applied twice */
+    assert_int_equal(h_post(env, env->admin_key, "{}", &r, "/dead-letters/%s/redrive", id), 0);
+    assert_int_equal(r.status, 409);
+    h_resp_free(&r);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", bad), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(risk_rescored_once_per_alert),
+        cmocka_unit_test(redelivery_of_everything_changes_nothing),
+        cmocka_unit_test(poison_event_dead_lettered_then_redriven),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
