@@ -18,8 +18,8 @@
     X(nats_url, "VIGIL_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")  \
     X(http_addr, "VIGIL_HTTP_ADDR", "127.0.0.1:8000", "address:port the HTTP API listens on")      \
     X(log_level, "VIGIL_LOG_LEVEL", "info", "debug | info | warn | error")                         \
-    X(roles, "VIGIL_ROLES", "api,sequencer,publisher",                                             \
-      "what `vigil serve` runs: any of api, sequencer, publisher")                                 \
+    X(roles, "VIGIL_ROLES", "api,sequencer,publisher,consumers",                                             \
+      "what `vigil serve` runs: any of api, sequencer, publisher, consumers")                                 \
     X(stream, "VIGIL_STREAM", "AML_EVENTS",                                                        \
       "JetStream stream that receives every event (subjects aml.>)")
 
@@ -50,6 +50,21 @@
       "outbox rows sequenced per transaction")                                                     \
     X(leader_retry_ms, "VIGIL_LEADER_RETRY_MS", 1000, 50, 60000,                                   \
       "how often a standby instance tries to take over the sequencer/publisher")                   \
+    X(sse_heartbeat, "VIGIL_SSE_HEARTBEAT", 15, 1, 300,                                            \
+      "seconds between keep-alive comments on an idle /events/stream")                             \
+    X(sse_ring, "VIGIL_SSE_RING", 8192, 16, 1048576,                                               \
+      "recent events /events/stream serves from memory (older ones come from the database)")       \
+    X(sse_max_clients, "VIGIL_SSE_MAX_CLIENTS", 1000, 1, 100000,                                   \
+      "most open /events/stream connections (beyond: 503)")                                        \
+    X(consumer_ack_wait_ms, "VIGIL_CONSUMER_ACK_WAIT_MS", 30000, 1000, 3600000,                    \
+      "JetStream AckWait of the built-in consumers")                                               \
+    X(consumer_max_deliver, "VIGIL_CONSUMER_MAX_DELIVER", 5, 1, 1000,                              \
+      "deliveries before an event becomes a dead letter")                                          \
+    X(consumer_backoff_ms, "VIGIL_CONSUMER_BACKOFF_MS", 1000, 10, 3600000,                         \
+      "first redelivery delay after a failure; doubles each attempt (NakWithDelay)")               \
+    X(consumer_max_ack_pending, "VIGIL_CONSUMER_MAX_ACK_PENDING", 1000, 1, 100000,                 \
+      "JetStream MaxAckPending of the built-in consumers")                                         \
+    X(consumer_batch, "VIGIL_CONSUMER_BATCH", 100, 1, 10000, "events fetched per pull")            \
     X(shutdown_grace, "VIGIL_SHUTDOWN_GRACE", 10, 0, 600,                                          \
       "seconds in-flight requests get to finish on SIGTERM")
 
