@@ -20,6 +20,7 @@
 #include "util/status.h"
 
 struct MHD_Connection;
+struct MHD_Response;
 typedef struct api_ctx api_ctx;
 typedef void (*api_handler)(api_ctx *ctx);
 
@@ -66,7 +67,8 @@ struct api_ctx {
     size_t reply_len;
     const char *reply_type;
     char location[256];
-    int retry_after; /* seconds; 0 = none */
+    int retry_after;             /* seconds; 0 = none */
+    struct MHD_Response *stream; /* set by api_reply_stream instead of reply_body */
 };
 
 /* Borrows a database connection for this request (released automatically
@@ -99,6 +101,9 @@ const char *api_param_uuid(api_ctx *ctx, int i, const char *what);
 /* application/problem+json from `err` (type, title, status, detail, field,
  * errors[], request_id). */
 void api_reply_error(api_ctx *ctx, const vg_error *err);
+/* Replies 200 with a streaming response (owned by ctx from now on, also on
+ * failure) of `content_type`; the usual headers are added. */
+void api_reply_stream(api_ctx *ctx, struct MHD_Response *resp, const char *content_type);
 /* Shortcut: api_reply_error for a fresh error. */
 void api_reply_fail(api_ctx *ctx, vg_status code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -121,6 +126,10 @@ void api_kyc_tasks_list(api_ctx *ctx);
 void api_kyc_task_patch(api_ctx *ctx);
 void api_rules_list(api_ctx *ctx);
 void api_rule_patch(api_ctx *ctx);
+void api_events_list(api_ctx *ctx);
+void api_events_stream(api_ctx *ctx);
+void api_dead_letters_list(api_ctx *ctx);
+void api_dead_letter_redrive(api_ctx *ctx);
 void api_metrics_get(api_ctx *ctx);
 
 #endif

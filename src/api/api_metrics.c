@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "events/pipeline.h"
+#include "events/sse.h"
 #include "util/metrics.h"
 
 static void gauge(FILE *f, const char *name, const char *help, const char *type, double v)
@@ -77,6 +78,8 @@ void api_metrics_get(api_ctx *ctx)
         gauge(f, "vigil_sequencer_errors_total", "Sequencer database errors.", "counter",
               (double)atomic_load(&p->seq.errors));
     }
+    gauge(f, "vigil_sse_clients", "Open /events/stream connections.", "gauge",
+          (double)sse_client_count());
     metrics_http_render(f);
     fclose(f);
     api_reply_text(ctx, 200, text);

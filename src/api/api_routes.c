@@ -5,11 +5,11 @@
  */
 #include "api/api.h"
 
-#define PUBLIC 0u
+#define PUBLIC  0u
 #define READERS ((unsigned)ROLE_ANY_READER)
 #define WRITERS ((unsigned)(ROLE_ADMIN | ROLE_INGEST))
 #define WORKERS ((unsigned)(ROLE_ADMIN | ROLE_ANALYST))
-#define ADMIN ((unsigned)ROLE_ADMIN)
+#define ADMIN   ((unsigned)ROLE_ADMIN)
 
 const api_route api_routes[] = {
     {"GET", "/healthz", api_healthz_get, PUBLIC},
@@ -34,6 +34,12 @@ const api_route api_routes[] = {
 
     {"GET", "/rules", api_rules_list, READERS},
     {"PATCH", "/rules/{id}", api_rule_patch, ADMIN},
+
+    {"GET", "/events", api_events_list, READERS},
+    {"GET", "/events/stream", api_events_stream, READERS},
+
+    {"GET", "/dead-letters", api_dead_letters_list, READERS},
+    {"POST", "/dead-letters/{id}/redrive", api_dead_letter_redrive, ADMIN},
 
     {"GET", "/metrics", api_metrics_get, READERS},
 

@@ -22,12 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
 #include "domain/timeparse.h"
 #include "domain/validate.h"
+#include "events/sse.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -37,8 +39,7 @@ static atomic_int in_flight;
 
 static void new_request_id(api_ctx *ctx)
 {
-    const char *given =
-        MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "X-Request-Id");
+    const char *given = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "X-Request-Id");
     /* Accept a caller's id only if it is short and plain, to keep logs safe. */
     if (given && strlen(given) > 0 && strlen(given) < sizeof ctx->request_id &&
         strspn(given, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:") ==
@@ -92,6 +93,10 @@ void api_actor(const api_ctx *ctx, char out[160])
 static void set_reply(api_ctx *ctx, int status, char *body, const char *type)
 {
     free(ctx->reply_body);
+    if (ctx->stream) { /* a later reply replaces a stream not yet queued */
+        MHD_destroy_response(ctx->stream);
+        ctx->stream = NULL;
+    }
     ctx->status = status;
     ctx->reply_body = body;
     ctx->reply_len = body ? strlen(body) : 0;
@@ -138,6 +143,12 @@ void api_reply_error(api_ctx *ctx, const vg_error *err)
     set_reply(ctx, vg_status_http(code), text, "application/problem+json");
 }
 
+void api_reply_stream(api_ctx *ctx, struct MHD_Response *resp, const char *content_type)
+{
+    set_reply(ctx, 200, NULL, content_type);
+    ctx->stream = resp;
+}
+
 void api_reply_fail(api_ctx *ctx, vg_status code, const char *field, const char *fmt, ...)
 {
     vg_error err = {.code = code};
@@ -181,10 +192,8 @@ json_t *api_body_json(api_ctx *ctx, vg_error *err)
                NULL;
     const char *type =
         MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!type || (strncasecmp(type, "application/json", 16) != 0 &&
-                  !strstr(type, "+json")))
-        return vg_fail(err, VG_E_MEDIA_TYPE, "Content-Type",
-                       "send the body as application/json"),
+    if (!type || (strncasecmp(type, "application/json", 16) != 0 && !strstr(type, "+json")))
+        return vg_fail(err, VG_E_MEDIA_TYPE, "Content-Type", "send the body as application/json"),
                NULL;
     if (ctx->body_len == 0)
         return vg_fail(err, VG_E_MALFORMED, "body", "a JSON body is required"), NULL;
@@ -245,21 +254,41 @@ static const api_route *route_find(api_ctx *ctx, char *allow, size_t allow_sz)
     return NULL;
 }
 
+/* The caller's API key, or NULL when none is usable. Normally it comes
+ * only from "Authorization: Bearer KEY". Exception: GET /events/stream, when
+ * no Authorization header is present, also takes ?access_token=KEY, because
+ * a browser's EventSource cannot send headers. It stays that narrow because
+ * a key in a URL can end up in proxy logs and browser history (our access
+ * log records the path without the query string). */
+static const char *request_key(api_ctx *ctx)
+{
+    const char *auth =
+        MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *secret = NULL;
+    if (auth)
+        /* RFC 7235: the scheme name is case-insensitive. */
+        secret = strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL;
+    else if (ctx->route->handler == api_events_stream)
+        secret = api_query(ctx, "access_token");
+    if (!secret || !*secret || strlen(secret) >= API_KEY_SECRET_MAX)
+        return NULL;
+    return secret;
+}
+
 static void authenticate_and_run(api_ctx *ctx)
 {
     const api_route *r = ctx->route;
     if (r->roles) {
-        const char *auth = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND,
-                                                       MHD_HTTP_HEADER_AUTHORIZATION);
-        if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) == 0 ||
-            strlen(auth + 7) >= API_KEY_SECRET_MAX) {
+        const char *secret = request_key(ctx);
+        if (!secret) {
             api_reply_fail(ctx, VG_E_UNAUTHORIZED, "Authorization",
-                           "send 'Authorization: Bearer <API key>'");
+                           "send 'Authorization: Bearer <API key>'%s",
+                           r->handler == api_events_stream ? " (or ?access_token=<API key>)" : "");
             return;
         }
         vg_error err = {0};
         PGconn *db = api_db(ctx, &err);
-        if (!db || keys_authenticate(db, auth + 7, &ctx->key, &err) != VG_OK) {
+        if (!db || keys_authenticate(db, secret, &ctx->key, &err) != VG_OK) {
             api_reply_error(ctx, &err);
             vg_error_clear(&err);
             return;
@@ -292,8 +321,14 @@ static void dispatch(api_ctx *ctx)
 
 static enum MHD_Result queue_reply(api_ctx *ctx)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        ctx->reply_len, ctx->reply_body ? ctx->reply_body : (char *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = ctx->stream;
+    ctx->stream = NULL;
+    if (resp)
+        /* Tells nginx-like proxies not to hold the stream back. */
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    else
+        resp = MHD_create_response_from_buffer(
+            ctx->reply_len, ctx->reply_body ? ctx->reply_body : (char *)"", MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     if (ctx->reply_type)
@@ -318,9 +353,8 @@ static enum MHD_Result queue_reply(api_ctx *ctx)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     const api_server_state *state = cls;
     api_ctx *ctx = *con_cls;
@@ -335,8 +369,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx->start_us = now_epoch_us();
         new_request_id(ctx);
         atomic_fetch_add(&in_flight, 1);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)state->cfg->max_body_bytes)
             ctx->body_too_large = 1;
         *con_cls = ctx;
@@ -392,9 +426,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s, s:b}", "msg", "request",
                        "request_id", ctx->request_id, "method", ctx->method, "path", ctx->path,
                        "status", ctx->status, "duration_ms", ms, "bytes_in",
-                       (json_int_t)ctx->body_len, "route",
-                       ctx->route ? ctx->route->pattern : "", "key", ctx->key.name,
-                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+                       (json_int_t)ctx->body_len, "route", ctx->route ? ctx->route->pattern : "",
+                       "key", ctx->key.name, "completed",
+                       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     free(ctx->body);
     free(ctx->reply_body);
     free(ctx);
@@ -407,7 +441,13 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    log_warn("http: %s", msg);
+    /* A client that goes away mid-response (every closed event stream does)
+     * is not a server problem; keep those lines out of the warnings. */
+    if (strstr(msg, "application error generating response") ||
+        strstr(msg, "no longer available for sending"))
+        log_debug("http: %s", msg);
+    else
+        log_warn("http: %s", msg);
 }
 
 /* ---- start / stop ------------------------------------------------------- */
@@ -431,23 +471,57 @@ static vg_status parse_addr(const char *addr, struct sockaddr_in *sa, vg_error *
     return VG_OK;
 }
 
+/* Every connection is a descriptor, and event streams stay open: lift the
+ * soft open-file limit (often 1024) towards what `conns` needs, up to the
+ * hard limit, and say so when that is not enough. */
+static void fd_limit_ensure(rlim_t conns)
+{
+    rlim_t want = conns + 128; /* database connections, logs, epoll, ... */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_cur,
+                     strerror(errno));
+        else if (rl.rlim_cur < want)
+            log_warn("open-file limit %llu is below the %llu that VIGIL_SSE_MAX_CLIENTS needs; "
+                     "connections beyond it are refused (raise the hard limit, ulimit -Hn)",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+    }
+}
+
 vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
 {
     struct sockaddr_in sa;
     if (parse_addr(cfg->http_addr, &sa, err) != VG_OK)
         return VG_E_CONFIG;
     api_server_state state = {.cfg = cfg, .pool = pool};
+    /* The event-stream hub first: streams may be opened as soon as we listen. */
+    if (sse_hub_start(cfg, pool, err) != VG_OK)
+        return err->code;
+    /* Room for every event stream besides ordinary requests; doubled because
+     * MHD splits the limit evenly between worker threads and the kernel does
+     * not spread connections evenly. */
+    unsigned max_conns = 2u * ((unsigned)cfg->sse_max_clients + 512u);
+    fd_limit_ensure((rlim_t)cfg->sse_max_clients + 1024u);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, &state, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, &state,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, &state, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &state,
         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)131072,
-        MHD_OPTION_END);
-    if (!d)
+        MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_END);
+    if (!d) {
+        int e = errno;
+        sse_hub_shutdown();
+        sse_hub_free();
         return vg_fail(err, VG_E_IO, "VIGIL_HTTP_ADDR", "cannot listen on %s: %s", cfg->http_addr,
-                       strerror(errno));
+                       strerror(e));
+    }
     log_json(LOG_INFO, json_pack("{s:s, s:s, s:I}", "msg", "listening", "addr", cfg->http_addr,
                                  "threads", (json_int_t)cfg->http_threads));
 
@@ -459,8 +533,10 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     sigwait(&set, &sig);
     log_info("signal %d: draining in-flight requests (up to %lds)", sig, cfg->shutdown_grace);
 
-    /* Stop accepting, then give requests already running time to finish. */
+    /* Stop accepting, tell event streams to end (they would otherwise run
+     * forever), then give requests already running time to finish. */
     MHD_quiesce_daemon(d);
+    sse_hub_shutdown();
     int64_t deadline = now_epoch_us() + cfg->shutdown_grace * 1000000LL;
     while (atomic_load(&in_flight) > 0 && now_epoch_us() < deadline)
         usleep(10000);
@@ -468,6 +544,7 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
         log_warn("shutdown grace elapsed with %d requests still in flight",
                  atomic_load(&in_flight));
     MHD_stop_daemon(d);
+    sse_hub_free();
     log_info("stopped");
     return VG_OK;
 }

@@ -66,6 +66,11 @@ static const struct policy {
     {"GET", "/events", ADMIN | ANALYST | AUDITOR},
     {"GET", "/events/stream", ADMIN | ANALYST | AUDITOR},
     {"GET", "/metrics", ADMIN | ANALYST | AUDITOR},
+
+    /* Dead letters: reading them is oversight; redriving re-applies an
+     * event's effect, an operator's act. */
+    {"GET", "/dead-letters", ADMIN | ANALYST | AUDITOR},
+    {"POST", "/dead-letters/{id}/redrive", ADMIN},
 };
 #define NPOLICY (sizeof policy / sizeof policy[0])
 
