@@ -7,9 +7,12 @@
  * HTTP) are this instance's.
  */
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/api.h"
+#include "consumers/consumer.h"
 #include "events/pipeline.h"
 #include "events/sse.h"
 #include "util/metrics.h"
@@ -17,6 +20,54 @@
 static void gauge(FILE *f, const char *name, const char *help, const char *type, double v)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/* Per consumer: this process's counters, and dead letters from the database
+ * (the same for every instance). */
+static void consumer_metrics(FILE *f, PGconn *db)
+{
+    static const struct {
+        const char *name, *help, *type;
+        size_t offset;
+    } series[] = {
+        {"vigil_consumer_processed_total", "Events applied.", "counter",
+         offsetof(consumer_stats, processed)},
+        {"vigil_consumer_duplicates_total", "Redelivered events found already applied.", "counter",
+         offsetof(consumer_stats, duplicates)},
+        {"vigil_consumer_failures_total", "Failed deliveries that will be retried.", "counter",
+         offsetof(consumer_stats, failures)},
+        {"vigil_consumer_redeliveries_total", "Deliveries after the first.", "counter",
+         offsetof(consumer_stats, redeliveries)},
+        {"vigil_consumer_processing_seconds_total", "Time spent applying events.", "counter",
+         offsetof(consumer_stats, busy_us)},
+        {"vigil_consumer_pending", "Events JetStream has not yet delivered to the consumer.",
+         "gauge", offsetof(consumer_stats, pending)},
+    };
+    for (size_t k = 0; k < sizeof series / sizeof series[0]; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help, series[k].name,
+                series[k].type);
+        for (int i = 0; consumer_registry[i]; i++) {
+            consumer_stats *s = consumer_stats_of(consumer_registry[i]);
+            long long v = atomic_load((atomic_llong *)((char *)s + series[k].offset));
+            double value = series[k].offset == offsetof(consumer_stats, busy_us) ? v / 1e6 : v;
+            fprintf(f, "%s{consumer=\"%s\"} %.17g\n", series[k].name, consumer_registry[i]->name,
+                    value);
+        }
+    }
+    PGresult *r = db_exec(db,
+                          "SELECT consumer, count(*) FROM dead_letters WHERE status = 'dead'"
+                          " GROUP BY consumer",
+                          0, NULL, NULL);
+    fprintf(f, "# HELP vigil_dead_letters Events a consumer gave up on, not yet redriven.\n"
+               "# TYPE vigil_dead_letters gauge\n");
+    for (int i = 0; consumer_registry[i]; i++) {
+        long long n = 0;
+        for (int row = 0; r && row < PQntuples(r); row++)
+            if (strcmp(PQgetvalue(r, row, 0), consumer_registry[i]->name) == 0)
+                n = atoll(PQgetvalue(r, row, 1));
+        fprintf(f, "vigil_dead_letters{consumer=\"%s\"} %lld\n", consumer_registry[i]->name, n);
+    }
+    PQclear(r);
 }
 
 void api_metrics_get(api_ctx *ctx)
@@ -78,6 +129,7 @@ void api_metrics_get(api_ctx *ctx)
         gauge(f, "vigil_sequencer_errors_total", "Sequencer database errors.", "counter",
               (double)atomic_load(&p->seq.errors));
     }
+    consumer_metrics(f, db);
     gauge(f, "vigil_sse_clients", "Open /events/stream connections.", "gauge",
           (double)sse_client_count());
     metrics_http_render(f);
