@@ -183,21 +183,42 @@ static int db_ok(const vg_config *cfg, PGconn **c)
     return *c != NULL;
 }
 
+/* Creates the durable consumer, or brings an existing one to the configured
+ * AckWait / MaxDeliver / MaxAckPending (Vigil owns it: an operator changing
+ * VIGIL_CONSUMER_* expects it to take effect), then binds a pull
+ * subscription to it. */
 static natsStatus subscribe(jsCtx *js, const vg_config *cfg, const consumer_def *def,
                             natsSubscription **sub)
 {
     char durable[128];
     snprintf(durable, sizeof durable, "vigil-%s", def->name);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.FilterSubject = def->filter_subject;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.AckWait = cfg->consumer_ack_wait_ms * 1000000LL;
+    cc.MaxDeliver = cfg->consumer_max_deliver;
+    cc.MaxAckPending = cfg->consumer_max_ack_pending;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, js, cfg->stream, durable, NULL, &jerr);
+    if (s == NATS_OK) {
+        jsConsumerInfo_Destroy(ci);
+        ci = NULL;
+        s = js_UpdateConsumer(&ci, js, cfg->stream, &cc, NULL, &jerr);
+    } else if (s == NATS_NOT_FOUND) {
+        s = js_AddConsumer(&ci, js, cfg->stream, &cc, NULL, &jerr);
+    }
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK)
+        return s;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = cfg->stream;
-    so.Config.Durable = durable;
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.AckWait = cfg->consumer_ack_wait_ms * 1000000LL;
-    so.Config.MaxDeliver = cfg->consumer_max_deliver;
-    so.Config.MaxAckPending = cfg->consumer_max_ack_pending;
-    return js_PullSubscribe(sub, js, def->filter_subject, durable, NULL, &so, NULL);
+    so.Consumer = durable;
+    return js_PullSubscribe(sub, js, def->filter_subject, durable, NULL, &so, &jerr);
 }
 
 void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *stop)

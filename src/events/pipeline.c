@@ -59,6 +59,10 @@ void pipeline_stop(pipeline *p)
         pthread_join(p->seq_thread, NULL);
     if (p->pub_running)
         pthread_join(p->pub_thread, NULL);
-    pthread_mutex_destroy(&p->pub.mu);
+    /* libnats delivers connection callbacks on its own threads, possibly
+     * after a connection is destroyed: wait for them before freeing what
+     * they point at. */
+    nats_CloseAndWait(2000);
+    publisher_destroy(&p->pub);
     free(p);
 }

@@ -14,11 +14,11 @@
  * dropped mid-window), every later one is refused by the server instead of
  * being stored ahead of it, so stream order always equals seq order.
  *
- * Loss detection: at the start of every term and after every failure the
- * tail of the stream is read. A tail behind the cursor means JetStream lost
- * acknowledged messages (storage wiped, stream purged or deleted, the
- * fsync-less power loss Jepsen found): the cursor is rewound and the
- * missing events are published again. A tail ahead of the cursor means we
+ * Loss detection: at the start of every term, after every reconnect and
+ * after every failure the tail of the stream is read. A tail behind the
+ * cursor means JetStream lost acknowledged messages (storage wiped, stream
+ * deleted, the fsync-less power loss Jepsen found): the cursor is rewound
+ * and the missing events are published again. A tail ahead of the cursor means we
  * crashed between a PubAck and the cursor commit: the cursor moves forward
  * and nothing is re-sent.
  */
@@ -34,15 +34,17 @@
 #include "store/db.h"
 #include "util/log.h"
 
-/* One window in flight. */
-typedef struct window {
+/* One window in flight. Lives as long as the publisher (not the term):
+ * libnats may run the ack handler after a connection is destroyed. */
+struct publisher_window {
     pthread_mutex_t mu;
     long long base; /* seq of the first event */
     int n;
     unsigned char *acked;     /* 1 = acked, 2 = refused */
     uint64_t last_stream_seq; /* highest stream seq acknowledged */
     char error[200];
-} window;
+};
+typedef struct publisher_window window;
 
 static void set_error(publisher *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_error(publisher *p, const char *fmt, ...)
@@ -78,12 +80,28 @@ void publisher_last_error(publisher *p, char *out, size_t n)
     pthread_mutex_unlock(&p->mu);
 }
 
+static void on_disconnected(void *closure);
+static void on_reconnected(void *closure);
+
 void publisher_init(publisher *p, const vg_config *cfg, atomic_int *stop)
 {
     memset(p, 0, sizeof *p);
     p->cfg = cfg;
     p->stop = stop;
     pthread_mutex_init(&p->mu, NULL);
+    p->cb = (stream_callbacks){on_disconnected, on_reconnected, p};
+    p->win = calloc(1, sizeof *p->win);
+    if (!p->win || !(p->win->acked = calloc((size_t)cfg->publish_window, 1)))
+        abort();
+    pthread_mutex_init(&p->win->mu, NULL);
+}
+
+void publisher_destroy(publisher *p)
+{
+    pthread_mutex_destroy(&p->win->mu);
+    free(p->win->acked);
+    free(p->win);
+    pthread_mutex_destroy(&p->mu);
 }
 
 static void on_disconnected(void *closure)
@@ -261,28 +279,30 @@ void publisher_run(void *arg, PGconn *c)
 {
     publisher *p = arg;
     vg_error err = {0};
-    window w = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    w.acked = calloc((size_t)p->cfg->publish_window, 1);
-    stream_callbacks cb = {on_disconnected, on_reconnected, p};
+    window *wp = p->win;
+    pthread_mutex_lock(&wp->mu);
+    wp->n = 0;
+    pthread_mutex_unlock(&wp->mu);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = p->cfg->publish_window;
     jo.PublishAsync.AckHandler = on_ack;
-    jo.PublishAsync.AckHandlerClosure = &w;
+    jo.PublishAsync.AckHandlerClosure = wp;
     jo.Wait = p->cfg->publish_ack_timeout_ms;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     long long cursor = 0;
     uint64_t stream_last = 0;
     int synced = 0, backoff = 100;
+    long long seen_reconnects = 0;
     const char *fault = getenv("VIGIL_FAULT");
     int crash_before_cursor_commit = fault && strcmp(fault, "publisher_crash_before_cursor") == 0;
 
-    if (!w.acked || db_run(c, "LISTEN vigil_events", 0, NULL, &err) != VG_OK ||
+    if (db_run(c, "LISTEN vigil_events", 0, NULL, &err) != VG_OK ||
         load_cursor(c, &cursor, &err) != VG_OK)
         goto db_fail;
     atomic_store(&p->published_seq, cursor);
-    if (stream_connect(p->cfg, "vigil-publisher", 1, &cb, &jo, &nc, &js, &err) != VG_OK) {
+    if (stream_connect(p->cfg, "vigil-publisher", 1, &p->cb, &jo, &nc, &js, &err) != VG_OK) {
         set_error(p, "%s", err.detail);
         goto end;
     }
@@ -292,12 +312,33 @@ void publisher_run(void *arg, PGconn *c)
             set_error(p, "NATS at %s unreachable; events accumulate in PostgreSQL",
                       p->cfg->nats_url);
             synced = 0;
+            if (natsConnection_Status(nc) == NATS_CONN_STATUS_CLOSED) {
+                /* libnats 3.4 gives up for good, MaxReconnect -1 or not, when
+                 * the first connect fails after TCP was accepted (EOF, reset,
+                 * handshake timeout: NATS behind a proxy or load balancer,
+                 * or stopping just then). Start a new connection. */
+                jsCtx_Destroy(js);
+                natsConnection_Destroy(nc);
+                if (stream_connect(p->cfg, "vigil-publisher", 1, &p->cb, &jo, &nc, &js, &err) !=
+                    VG_OK) {
+                    set_error(p, "%s", err.detail);
+                    goto end;
+                }
+            }
             leader_sleep(p->stop, 200);
             if (leader_wait_notify(c, 0) < 0) /* keep the DB session honest */
                 goto db_lost;
             continue;
         }
         atomic_store(&p->nats_connected, 1);
+        /* A reconnect can be to a server that restarted without its storage;
+         * an idle loop may never have seen the disconnected state, so count
+         * reconnects rather than rely on observing it. */
+        long long reconnects = atomic_load(&p->reconnects);
+        if (reconnects != seen_reconnects) {
+            seen_reconnects = reconnects;
+            synced = 0;
+        }
         if (!synced) {
             vg_status st = stream_ensure(js, p->cfg, &err);
             if (st == VG_OK)
@@ -315,7 +356,7 @@ void publisher_run(void *arg, PGconn *c)
             atomic_store(&p->stream_ok, 1);
             synced = 1;
         }
-        int acked = publish_window(p, js, c, &w, cursor, &stream_last, &err);
+        int acked = publish_window(p, js, c, wp, cursor, &stream_last, &err);
         if (acked < 0)
             goto db_lost;
         if (acked > 0 && crash_before_cursor_commit) {
@@ -330,19 +371,19 @@ void publisher_run(void *arg, PGconn *c)
                 goto db_lost;
             atomic_store(&p->published_seq, cursor);
         }
-        if (acked < w.n && w.n > 0) {
+        if (acked < wp->n && wp->n > 0) {
             atomic_fetch_add(&p->publish_errors, 1);
             synced = 0; /* re-read the tail before trying again */
             leader_sleep(p->stop, backoff);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
-            w.n = 0;
+            wp->n = 0;
             continue;
         }
         backoff = 100;
         clear_error(p);
-        if (w.n == 0 && leader_wait_notify(c, 500) < 0) /* idle: wait for new events */
+        if (wp->n == 0 && leader_wait_notify(c, 500) < 0) /* idle: wait for new events */
             goto db_lost;
-        w.n = 0;
+        wp->n = 0;
     }
     goto end;
 db_lost:
@@ -352,6 +393,4 @@ end:
     vg_error_clear(&err);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
-    free(w.acked);
-    pthread_mutex_destroy(&w.mu);
 }

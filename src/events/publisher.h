@@ -8,7 +8,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "events/stream.h"
 #include "util/config.h"
+
+struct publisher_window;
 
 typedef struct publisher {
     const vg_config *cfg;
@@ -22,10 +25,17 @@ typedef struct publisher {
     atomic_llong republished; /* events re-sent after a loss was detected */
     pthread_mutex_t mu;
     char last_error[256];
+    /* Handed to libnats: must outlive every connection the publisher made,
+     * because the library may call back after a connection is destroyed. */
+    stream_callbacks cb;
+    struct publisher_window *win;
 } publisher;
 
 /* Initialises the observable state. */
 void publisher_init(publisher *p, const vg_config *cfg, atomic_int *stop);
+
+/* Frees what publisher_init allocated. Call after nats_CloseAndWait(). */
+void publisher_destroy(publisher *p);
 
 /* leader_role.run for the publisher. Returns on a database error or stop;
  * NATS trouble never returns: it retries with backoff forever. */
