@@ -85,6 +85,20 @@ const char *api_query(api_ctx *ctx, const char *name);
 /* ?limit= within 1..VIGIL_PAGE_LIMIT_MAX (default `def`); VG_E_INVALID otherwise. */
 vg_status api_query_limit(api_ctx *ctx, int def, int *limit, vg_error *err);
 
+/* Reads the keyset page arguments: ?limit= (default 50) and ?after= (the
+ * previous page's "next", a UUID). VG_E_INVALID naming the field. */
+vg_status api_page_args(api_ctx *ctx, const char **after, int *limit, vg_error *err);
+
+/* Reads an optional UUID query argument `name`: *value is NULL when absent,
+ * else points at its canonical form in `buf`. VG_E_INVALID when malformed. */
+vg_status api_query_uuid(api_ctx *ctx, const char *name, char buf[37], const char **value,
+                         vg_error *err);
+
+/* GET /things/{id}: checks path parameter 0 is a UUID (else 404 naming
+ * `what`), runs fetch(db, id, &out, err) and replies 200 with its JSON. */
+typedef vg_status (*api_fetch_fn)(PGconn *c, const char *id, char **out, vg_error *err);
+void api_reply_fetch(api_ctx *ctx, const char *what, api_fetch_fn fetch);
+
 /* Actor string for audit columns: "key:<name>". */
 void api_actor(const api_ctx *ctx, char out[160]);
 
@@ -130,6 +144,10 @@ void api_events_list(api_ctx *ctx);
 void api_events_stream(api_ctx *ctx);
 void api_dead_letters_list(api_ctx *ctx);
 void api_dead_letter_redrive(api_ctx *ctx);
+void api_webhooks_post(api_ctx *ctx);
+void api_webhooks_list(api_ctx *ctx);
+void api_webhook_patch(api_ctx *ctx);
+void api_webhook_deliveries_list(api_ctx *ctx);
 void api_metrics_get(api_ctx *ctx);
 
 #endif

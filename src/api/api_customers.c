@@ -69,28 +69,17 @@ void api_customers_list(api_ctx *ctx)
     vg_error err = {0};
     int limit;
     char *out = NULL;
-    const char *after = api_query(ctx, "after");
-    vg_status st = api_query_limit(ctx, 50, &limit, &err);
-    if (st == VG_OK && after && !uuid_parse(after, NULL))
-        st = vg_fail(&err, VG_E_INVALID, "after", "must be the 'next' value of a previous page");
+    const char *after;
+    vg_status st = api_page_args(ctx, &after, &limit, &err);
     PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;
-    if (db)
-        st = customers_list(db, after, limit, &out, &err);
-    else if (st == VG_OK)
-        st = err.code;
+    if (st == VG_OK)
+        st = db ? customers_list(db, after, limit, &out, &err) : err.code;
     api_reply_result(ctx, st, 200, out, &err);
 }
 
 void api_customer_get(api_ctx *ctx)
 {
-    const char *id = api_param_uuid(ctx, 0, "customer");
-    if (!id)
-        return;
-    vg_error err = {0};
-    char *out = NULL;
-    PGconn *db = api_db(ctx, &err);
-    vg_status st = db ? customers_get(db, id, &out, &err) : err.code;
-    api_reply_result(ctx, st, 200, out, &err);
+    api_reply_fetch(ctx, "customer", customers_get);
 }
 
 void api_customer_patch(api_ctx *ctx)
@@ -111,12 +100,5 @@ void api_customer_patch(api_ctx *ctx)
 
 void api_customer_risk_get(api_ctx *ctx)
 {
-    const char *id = api_param_uuid(ctx, 0, "customer");
-    if (!id)
-        return;
-    vg_error err = {0};
-    char *out = NULL;
-    PGconn *db = api_db(ctx, &err);
-    vg_status st = db ? customers_risk_history(db, id, &out, &err) : err.code;
-    api_reply_result(ctx, st, 200, out, &err);
+    api_reply_fetch(ctx, "customer", customers_risk_history);
 }

@@ -17,9 +17,9 @@
 static json_t *canonical_item(const tx_input *t)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s}", "external_id",
-                     t->external_id, "customer_id", t->customer_id, "amount", t->amount,
-                     "currency", t->currency, "direction", t->direction, "channel", t->channel,
-                     "cp_name", t->cp_name[0] ? t->cp_name : NULL, "cp_account",
+                     t->external_id, "customer_id", t->customer_id, "amount", t->amount, "currency",
+                     t->currency, "direction", t->direction, "channel", t->channel, "cp_name",
+                     t->cp_name[0] ? t->cp_name : NULL, "cp_account",
                      t->cp_account[0] ? t->cp_account : NULL, "cp_country",
                      t->cp_country[0] ? t->cp_country : NULL, "occurred_at", t->occurred_at);
 }
@@ -33,7 +33,8 @@ static json_t *validate_items(api_ctx *ctx, const json_t *list, int batch, vg_er
     tx_input t;
     size_t i;
     const json_t *item;
-    json_array_foreach(list, i, item) {
+    json_array_foreach(list, i, item)
+    {
         vg_error one = {0};
         if (tx_decode(item, now, &t, &one) == VG_OK) {
             json_array_append_new(items, canonical_item(&t));
@@ -96,7 +97,8 @@ void api_transactions_post(api_ctx *ctx)
             /* Name the offending field inside the batch. */
             size_t i;
             json_t *e;
-            json_array_foreach(err.items, i, e) {
+            json_array_foreach(err.items, i, e)
+            {
                 char field[300];
                 snprintf(field, sizeof field, "transactions[%lld].%s",
                          (long long)json_integer_value(json_object_get(e, "index")),
@@ -139,30 +141,18 @@ void api_transactions_list(api_ctx *ctx)
 {
     vg_error err = {0};
     int limit;
-    char *out = NULL;
-    const char *after = api_query(ctx, "after"), *customer = api_query(ctx, "customer_id");
-    char cust[37];
-    vg_status st = api_query_limit(ctx, 50, &limit, &err);
-    if (st == VG_OK && after && !uuid_parse(after, NULL))
-        st = vg_fail(&err, VG_E_INVALID, "after", "must be the 'next' value of a previous page");
-    if (st == VG_OK && customer && !uuid_parse(customer, cust))
-        st = vg_fail(&err, VG_E_INVALID, "customer_id", "must be a UUID");
+    char cust[37], *out = NULL;
+    const char *after, *customer;
+    vg_status st = api_page_args(ctx, &after, &limit, &err);
+    if (st == VG_OK)
+        st = api_query_uuid(ctx, "customer_id", cust, &customer, &err);
     PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;
-    if (db)
-        st = tx_list(db, customer ? cust : NULL, after, limit, &out, &err);
-    else if (st == VG_OK)
-        st = err.code;
+    if (st == VG_OK)
+        st = db ? tx_list(db, customer, after, limit, &out, &err) : err.code;
     api_reply_result(ctx, st, 200, out, &err);
 }
 
 void api_transaction_get(api_ctx *ctx)
 {
-    const char *id = api_param_uuid(ctx, 0, "transaction");
-    if (!id)
-        return;
-    vg_error err = {0};
-    char *out = NULL;
-    PGconn *db = api_db(ctx, &err);
-    vg_status st = db ? tx_get(db, id, &out, &err) : err.code;
-    api_reply_result(ctx, st, 200, out, &err);
+    api_reply_fetch(ctx, "transaction", tx_get);
 }

@@ -10,27 +10,12 @@
 #include "domain/workflow.h"
 #include "store/store_work.h"
 
-/* Reads ?after=, ?limit= and ?customer_id= (a UUID, canonicalised into
- * `cust`); 0 with err on a bad value. */
-static int page_args(api_ctx *ctx, const char **after, int *limit, const char **customer,
-                     char cust[37], vg_error *err)
+/* Reads ?after=, ?limit= and ?customer_id= (canonicalised into `cust`). */
+static vg_status page_args(api_ctx *ctx, const char **after, int *limit, const char **customer,
+                           char cust[37], vg_error *err)
 {
-    *after = api_query(ctx, "after");
-    *customer = api_query(ctx, "customer_id");
-    if (api_query_limit(ctx, 50, limit, err) != VG_OK)
-        return 0;
-    if (*after && !uuid_parse(*after, NULL)) {
-        vg_fail(err, VG_E_INVALID, "after", "must be the 'next' value of a previous page");
-        return 0;
-    }
-    if (*customer) {
-        if (!uuid_parse(*customer, cust)) {
-            vg_fail(err, VG_E_INVALID, "customer_id", "must be a UUID");
-            return 0;
-        }
-        *customer = cust;
-    }
-    return 1;
+    vg_status st = api_page_args(ctx, after, limit, err);
+    return st == VG_OK ? api_query_uuid(ctx, "customer_id", cust, customer, err) : st;
 }
 
 /* Reads an optional string member; 0 with err when present but not a string. */
@@ -42,8 +27,7 @@ static int opt_string(const json_t *body, const char *key, size_t max, const cha
     if (!v || json_is_null(v))
         return 1;
     if (!json_is_string(v) || !text_ok(json_string_value(v), max)) {
-        vg_fail(err, VG_E_INVALID, key, "must be a string of at most %zu bytes of UTF-8 text",
-                max);
+        vg_fail(err, VG_E_INVALID, key, "must be a string of at most %zu bytes of UTF-8 text", max);
         return 0;
     }
     *out = json_string_value(v);
@@ -55,7 +39,8 @@ static int only_keys(const json_t *body, const char *const *allowed, vg_error *e
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)body, key, v) {
+    json_object_foreach((json_t *)body, key, v)
+    {
         int ok = 0;
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = strcmp(*a, key) == 0;
@@ -93,10 +78,8 @@ void api_alerts_list(api_ctx *ctx)
                                   *rule = api_query(ctx, "rule_id");
     char cust[37], *out = NULL;
     int limit;
-    vg_status st = VG_OK;
-    if (!page_args(ctx, &after, &limit, &customer, cust, &err))
-        st = err.code;
-    else if (status && !alert_status_valid(status))
+    vg_status st = page_args(ctx, &after, &limit, &customer, cust, &err);
+    if (st == VG_OK && status && !alert_status_valid(status))
         st = vg_fail(&err, VG_E_INVALID, "status", "must be open, investigating or closed");
     PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;
     if (db)
@@ -108,14 +91,7 @@ void api_alerts_list(api_ctx *ctx)
 
 void api_alert_get(api_ctx *ctx)
 {
-    const char *id = api_param_uuid(ctx, 0, "alert");
-    if (!id)
-        return;
-    vg_error err = {0};
-    char *out = NULL;
-    PGconn *db = api_db(ctx, &err);
-    vg_status st = db ? alert_get(db, id, &out, &err) : err.code;
-    api_reply_result(ctx, st, 200, out, &err);
+    api_reply_fetch(ctx, "alert", alert_get);
 }
 
 void api_alert_patch(api_ctx *ctx)
@@ -150,8 +126,7 @@ void api_alert_patch(api_ctx *ctx)
     if (st == VG_OK) {
         api_actor(ctx, actor);
         PGconn *db = api_db(ctx, &err);
-        st = db ? alert_transition(db, id, status, disposition, note, actor, &out, &err)
-                : err.code;
+        st = db ? alert_transition(db, id, status, disposition, note, actor, &out, &err) : err.code;
     }
     json_decref(body);
     api_reply_result(ctx, st, 200, out, &err);
@@ -166,10 +141,8 @@ void api_kyc_tasks_list(api_ctx *ctx)
                                   *kind = api_query(ctx, "kind");
     char cust[37], *out = NULL;
     int limit;
-    vg_status st = VG_OK;
-    if (!page_args(ctx, &after, &limit, &customer, cust, &err))
-        st = err.code;
-    else if (status && !kyc_status_valid(status))
+    vg_status st = page_args(ctx, &after, &limit, &customer, cust, &err);
+    if (st == VG_OK && status && !kyc_status_valid(status))
         st = vg_fail(&err, VG_E_INVALID, "status",
                      "must be open, in_progress, completed or rejected");
     PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;

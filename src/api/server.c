@@ -83,6 +83,40 @@ vg_status api_query_limit(api_ctx *ctx, int def, int *limit, vg_error *err)
     return VG_OK;
 }
 
+vg_status api_page_args(api_ctx *ctx, const char **after, int *limit, vg_error *err)
+{
+    *after = api_query(ctx, "after");
+    vg_status st = api_query_limit(ctx, 50, limit, err);
+    if (st == VG_OK && *after && !uuid_parse(*after, NULL))
+        st = vg_fail(err, VG_E_INVALID, "after", "must be the 'next' value of a previous page");
+    return st;
+}
+
+vg_status api_query_uuid(api_ctx *ctx, const char *name, char buf[37], const char **value,
+                         vg_error *err)
+{
+    const char *v = api_query(ctx, name);
+    *value = NULL;
+    if (!v)
+        return VG_OK;
+    if (!uuid_parse(v, buf))
+        return vg_fail(err, VG_E_INVALID, name, "must be a UUID");
+    *value = buf;
+    return VG_OK;
+}
+
+void api_reply_fetch(api_ctx *ctx, const char *what, api_fetch_fn fetch)
+{
+    const char *id = api_param_uuid(ctx, 0, what);
+    if (!id)
+        return;
+    vg_error err = {0};
+    char *out = NULL;
+    PGconn *db = api_db(ctx, &err);
+    vg_status st = db ? fetch(db, id, &out, &err) : err.code;
+    api_reply_result(ctx, st, 200, out, &err);
+}
+
 void api_actor(const api_ctx *ctx, char out[160])
 {
     snprintf(out, 160, "key:%s", ctx->key.name);
