@@ -13,8 +13,10 @@
 
 #include "api/api.h"
 #include "consumers/consumer.h"
+#include "consumers/webhooks.h"
 #include "events/pipeline.h"
 #include "events/sse.h"
+#include "util/log.h"
 #include "util/metrics.h"
 
 static void gauge(FILE *f, const char *name, const char *help, const char *type, double v)
@@ -68,6 +70,48 @@ static void consumer_metrics(FILE *f, PGconn *db)
         fprintf(f, "vigil_dead_letters{consumer=\"%s\"} %lld\n", consumer_registry[i]->name, n);
     }
     PQclear(r);
+}
+
+/* Webhook deliveries: the backlog from the database (every instance reports
+ * the same), this process's attempts by outcome. */
+static void webhook_metrics(FILE *f, PGconn *db)
+{
+    vg_error err = {0};
+    PGresult *r = db_exec(db,
+                          "SELECT count(*), coalesce(extract(epoch FROM now() - min(d.created_at)),"
+                          " 0), (SELECT count(*) FROM webhook_deliveries WHERE status = 'dead')"
+                          " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+                          " WHERE d.status IN ('pending', 'failed') AND w.active",
+                          0, NULL, &err);
+    if (r) {
+        gauge(f, "vigil_webhook_deliveries_pending",
+              "Webhook deliveries not yet delivered (active webhooks).", "gauge",
+              atof(PQgetvalue(r, 0, 0)));
+        gauge(f, "vigil_webhook_oldest_pending_age_seconds",
+              "Age of the oldest undelivered webhook delivery (active webhooks).", "gauge",
+              atof(PQgetvalue(r, 0, 1)));
+        gauge(f, "vigil_webhook_deliveries_dead",
+              "Webhook deliveries given up after the horizon (dead letters).", "gauge",
+              atof(PQgetvalue(r, 0, 2)));
+        PQclear(r);
+    } else {
+        log_warn("metrics: webhook gauges unavailable: %s", err.detail);
+        vg_error_clear(&err);
+    }
+    webhook_stats *w = webhooks_stats();
+    fprintf(f,
+            "# HELP vigil_webhook_attempts_total Webhook POSTs finished, by recorded outcome.\n"
+            "# TYPE vigil_webhook_attempts_total counter\n"
+            "vigil_webhook_attempts_total{outcome=\"delivered\"} %lld\n"
+            "vigil_webhook_attempts_total{outcome=\"retry\"} %lld\n"
+            "vigil_webhook_attempts_total{outcome=\"dead\"} %lld\n"
+            "vigil_webhook_attempts_total{outcome=\"stale\"} %lld\n",
+            (long long)atomic_load(&w->delivered), (long long)atomic_load(&w->retried),
+            (long long)atomic_load(&w->dead), (long long)atomic_load(&w->stale));
+    gauge(f, "vigil_webhook_in_flight", "Webhook POSTs open now.", "gauge",
+          (double)atomic_load(&w->in_flight));
+    gauge(f, "vigil_webhook_worker_errors_total", "Database errors of the webhook worker.",
+          "counter", (double)atomic_load(&w->errors));
 }
 
 void api_metrics_get(api_ctx *ctx)
@@ -126,10 +170,14 @@ void api_metrics_get(api_ctx *ctx)
         gauge(f, "vigil_events_republished_total",
               "Events published again after JetStream was found to have lost them.", "counter",
               (double)atomic_load(&p->pub.republished));
+        gauge(f, "vigil_stream_missing_head_events",
+              "Events missing below the stream's oldest message (run vigil reconcile).", "gauge",
+              (double)atomic_load(&p->pub.missing_head));
         gauge(f, "vigil_sequencer_errors_total", "Sequencer database errors.", "counter",
               (double)atomic_load(&p->seq.errors));
     }
     consumer_metrics(f, db);
+    webhook_metrics(f, db);
     gauge(f, "vigil_sse_clients", "Open /events/stream connections.", "gauge",
           (double)sse_client_count());
     metrics_http_render(f);

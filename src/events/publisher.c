@@ -29,10 +29,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "domain/timeparse.h"
 #include "events/leader.h"
 #include "events/stream.h"
 #include "store/db.h"
 #include "util/log.h"
+
+#define TAIL_RECHECK_US (10 * 1000000LL)
 
 /* One window in flight. Lives as long as the publisher (not the term):
  * libnats may run the ack handler after a connection is destroyed. */
@@ -42,6 +45,7 @@ struct publisher_window {
     int n;
     unsigned char *acked;     /* 1 = acked, 2 = refused */
     uint64_t last_stream_seq; /* highest stream seq acknowledged */
+    uint64_t first_stored;    /* stream seqs below this are gone (purged) */
     char error[200];
 };
 typedef struct publisher_window window;
@@ -128,7 +132,17 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     long long idx = seq ? atoll(seq) - w->base : -1;
     pthread_mutex_lock(&w->mu);
     if (idx >= 0 && idx < w->n) {
-        if (pa) {
+        if (pa && pa->Duplicate && pa->Sequence < w->first_stored) {
+            /* JetStream remembers the id but no longer holds the message
+             * (purged inside the duplicate window): not stored, so not
+             * acknowledged. It goes through once the window has passed. */
+            w->acked[idx] = 2;
+            if (!w->error[0])
+                snprintf(w->error, sizeof w->error,
+                         "seq %s was purged from the stream but its id is still in the "
+                         "duplicate window; re-sending until the window has passed",
+                         seq);
+        } else if (pa) {
             w->acked[idx] = 1;
             if (pa->Sequence > w->last_stream_seq)
                 w->last_stream_seq = pa->Sequence;
@@ -192,6 +206,21 @@ static vg_status sync_tail(publisher *p, jsCtx *js, PGconn *c, long long *cursor
         if ((st = save_cursor(c, *cursor, err)) != VG_OK)
             return st;
     }
+    uint64_t first = 0;
+    int64_t head = 0;
+    if ((st = stream_first_seq(js, p->cfg, &first, err)) != VG_OK ||
+        (st = stream_head(js, p->cfg, &head, err)) != VG_OK)
+        return st;
+    /* Events missing below the oldest stored one cannot be re-sent in order;
+     * say so (once per value) and count them, for `vigil reconcile`. */
+    long long missing = head > 1 ? head - 1 : 0;
+    if (missing != atomic_exchange(&p->missing_head, missing) && missing)
+        log_error("publisher: stream %s lacks events 1..%lld (purged?); they cannot be re-sent "
+                  "in order: run `vigil reconcile` to append them as repairs",
+                  p->cfg->stream, missing);
+    pthread_mutex_lock(&p->win->mu);
+    p->win->first_stored = first;
+    pthread_mutex_unlock(&p->win->mu);
     atomic_store(&p->published_seq, *cursor);
     return VG_OK;
 }
@@ -294,6 +323,7 @@ void publisher_run(void *arg, PGconn *c)
     long long cursor = 0;
     uint64_t stream_last = 0;
     int synced = 0, backoff = 100;
+    int64_t synced_at = 0;
     long long seen_reconnects = 0;
     const char *fault = getenv("VIGIL_FAULT");
     int crash_before_cursor_commit = fault && strcmp(fault, "publisher_crash_before_cursor") == 0;
@@ -355,6 +385,7 @@ void publisher_run(void *arg, PGconn *c)
             }
             atomic_store(&p->stream_ok, 1);
             synced = 1;
+            synced_at = now_epoch_us();
         }
         int acked = publish_window(p, js, c, wp, cursor, &stream_last, &err);
         if (acked < 0)
@@ -383,6 +414,10 @@ void publisher_run(void *arg, PGconn *c)
         clear_error(p);
         if (wp->n == 0 && leader_wait_notify(c, 500) < 0) /* idle: wait for new events */
             goto db_lost;
+        /* A purge keeps the stream's last sequence, so Expected-Last-Sequence
+         * never notices it: re-read the tail every few seconds when idle. */
+        if (wp->n == 0 && now_epoch_us() - synced_at > TAIL_RECHECK_US)
+            synced = 0;
         wp->n = 0;
     }
     goto end;

@@ -23,6 +23,7 @@ typedef struct publisher {
     atomic_llong publish_errors;
     atomic_llong reconnects;
     atomic_llong republished; /* events re-sent after a loss was detected */
+    atomic_llong missing_head; /* events missing below the stream's oldest message */
     pthread_mutex_t mu;
     char last_error[256];
     /* Handed to libnats: must outlive every connection the publisher made,

@@ -176,3 +176,38 @@ vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq
     }
     return VG_OK;
 }
+
+vg_status stream_first_seq(jsCtx *js, const vg_config *cfg, uint64_t *first, vg_error *err)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, js, cfg->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM", "cannot read stream %s: %s",
+                       cfg->stream, natsStatus_GetText(s));
+    *first = si->State.Msgs ? si->State.FirstSeq : si->State.LastSeq + 1;
+    jsStreamInfo_Destroy(si);
+    return VG_OK;
+}
+
+vg_status stream_head(jsCtx *js, const vg_config *cfg, int64_t *head_event_seq, vg_error *err)
+{
+    uint64_t first = 0;
+    vg_status st = stream_first_seq(js, cfg, &first, err);
+    *head_event_seq = 0;
+    if (st != VG_OK)
+        return st;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetMsg(&m, js, cfg->stream, first, NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+        return VG_OK; /* empty */
+    if (s != NATS_OK)
+        return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM", "cannot read message %llu of %s: %s",
+                       (unsigned long long)first, cfg->stream, natsStatus_GetText(s));
+    const char *seq = NULL;
+    natsMsgHeader_Get(m, HDR_SEQ, &seq);
+    *head_event_seq = seq ? atoll(seq) : 0;
+    natsMsg_Destroy(m);
+    return VG_OK;
+}

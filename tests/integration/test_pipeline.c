@@ -522,6 +522,53 @@ static void nats_store_lost(void **state)
     teardown_ok(env);
 }
 
+/* The stream is purged while vigil is down (JetStream keeps the purged ids
+ * in its duplicate window, and answers a re-send with a Duplicate ack for a
+ * message it no longer holds). The publisher must not take those acks as
+ * "stored": every event is back in the stream, once, in order, after the
+ * window (2 s here) has passed. A purge while vigil runs, followed by new
+ * events, leaves a hole at the head that only `vigil reconcile` can fill;
+ * the publisher reports it (test_reconcile covers the repair). */
+static void stream_purged(void **state)
+{
+    (void)state;
+    h_env *env = h_setup(1);
+    assert_non_null(env);
+    const char *cfg[] = {"VIGIL_ROLES=api,sequencer,publisher", "VIGIL_STREAM_DUPLICATE_WINDOW=2",
+                         NULL};
+    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
+    natsConnection *nc = NULL;
+    jsCtx *js = js_connect(env, &nc);
+    natsStatus s = js_DeleteStream(js, STREAM, NULL, NULL);
+    assert_true(s == NATS_OK || s == NATS_NOT_FOUND);
+    assert_int_equal(h_vigil_start(env, cfg), 0);
+    char customer[40];
+    create_customer(env, "{\"full_name\": \"Purged Stream\", \"country\": \"DE\"}", customer,
+                    sizeof customer);
+    loader l;
+    loader_start(&l, env, env->base_url, customer);
+    expect_accepted(&l, 50);
+    loader_stop(&l);
+    for (long long t0 = h_now_ms(); cursor_seq(env) < max_seq(env) && h_now_ms() - t0 < 10000;)
+        h_sleep_ms(50);
+    assert_int_equal(cursor_seq(env), max_seq(env));
+    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
+    assert_int_equal(js_PurgeStream(js, STREAM, NULL, NULL), NATS_OK);
+    assert_int_equal(h_js_stream_msgs(env, STREAM), 0);
+    assert_int_equal(h_vigil_start(env, cfg), 0);
+    /* the cursor says "all published" until the publisher looks: wait for the stream */
+    for (long long t0 = h_now_ms();
+         h_js_stream_msgs(env, STREAM) < max_seq(env) && h_now_ms() - t0 < CAUGHT_UP_MS;)
+        h_sleep_ms(100);
+    verify_stream(env, (loader *const[]){&l}, 1);
+    assert_int_equal(log_count(env->vigil_log, "JetStream lost"), 1);
+    assert_true(log_count(env->vigil_log, "duplicate window") >= 1);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    loader_free(&l);
+    teardown_ok(env);
+}
+
 /* ---- 2. nobody subscribed (and the seed's "subscriber crashes") ------------------ */
 
 typedef struct fetched {
@@ -1071,7 +1118,7 @@ int main(void)
         cmocka_unit_test(nats_store_lost),        cmocka_unit_test(nobody_subscribed),
         cmocka_unit_test(network_faults),         cmocka_unit_test(nats_down_at_start),
         cmocka_unit_test(seed_demonstration),     cmocka_unit_test(crash_between_puback_and_cursor),
-        cmocka_unit_test(two_instances_failover),
+        cmocka_unit_test(two_instances_failover), cmocka_unit_test(stream_purged),
     };
     if (getenv("PIPELINE_TEST"))
         cmocka_set_test_filter(getenv("PIPELINE_TEST"));
