@@ -4,7 +4,9 @@
  * Redrive applies the stored event through the same exactly-once path the
  * consumer uses (consumer_apply), here and now, so an operator sees at once
  * whether the cause is fixed: 200 with the dead letter marked "redriven", or
- * the handler's error (and the letter stays dead).
+ * the handler's error (and the letter stays dead). A consumer with its own
+ * redrive (consumer_def.redrive) uses that instead: for "webhooks" the
+ * event's dead deliveries are re-queued and the worker sends them again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +72,8 @@ void api_dead_letter_redrive(api_ctx *ctx)
                              .event = event,
                              .data = json_object_get(event, "data")};
         int dup = 0;
-        st = consumer_apply(db, ctx->state->cfg, def, &ev, &dup, &err);
+        st = def->redrive ? def->redrive(db, ctx->state->cfg, &ev, &err)
+                          : consumer_apply(db, ctx->state->cfg, def, &ev, &dup, &err);
     }
     PQclear(r);
     json_decref(event);

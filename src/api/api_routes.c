@@ -10,6 +10,7 @@
 #define WRITERS ((unsigned)(ROLE_ADMIN | ROLE_INGEST))
 #define WORKERS ((unsigned)(ROLE_ADMIN | ROLE_ANALYST))
 #define ADMIN   ((unsigned)ROLE_ADMIN)
+#define OVERSEE ((unsigned)(ROLE_ADMIN | ROLE_AUDITOR))
 
 const api_route api_routes[] = {
     {"GET", "/healthz", api_healthz_get, PUBLIC},
@@ -40,6 +41,11 @@ const api_route api_routes[] = {
 
     {"GET", "/dead-letters", api_dead_letters_list, READERS},
     {"POST", "/dead-letters/{id}/redrive", api_dead_letter_redrive, ADMIN},
+
+    {"POST", "/webhooks", api_webhooks_post, ADMIN},
+    {"GET", "/webhooks", api_webhooks_list, ADMIN},
+    {"PATCH", "/webhooks/{id}", api_webhook_patch, ADMIN},
+    {"GET", "/webhooks/{id}/deliveries", api_webhook_deliveries_list, OVERSEE},
 
     {"GET", "/metrics", api_metrics_get, READERS},
 

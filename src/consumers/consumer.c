@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "domain/timeparse.h"
 #include "domain/validate.h"
@@ -105,9 +106,10 @@ static int64_t backoff_ms(const vg_config *cfg, uint64_t delivered)
 }
 
 /* Handles one message; returns 0 when done with it, -1 to hold and retry
- * (database unavailable). */
+ * (database unavailable). crash_before_ack: fault injection, see
+ * consumer_run. */
 static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, consumer_stats *s,
-                  natsMsg *m)
+                  natsMsg *m, int crash_before_ack)
 {
     jsMsgMetaData *meta = NULL;
     uint64_t delivered = 1;
@@ -141,6 +143,13 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
     int rc = 0;
     if (st == VG_OK) {
         atomic_fetch_add(dup ? &s->duplicates : &s->processed, 1);
+        if (crash_before_ack) {
+            /* Fault injection for tests (VIGIL_FAULT=consumer_crash_before_ack):
+             * die after the effect committed and before the ack, so JetStream
+             * redelivers an event that was already applied. */
+            log_warn("consumer %s: fault injection: exiting after commit, before ack", def->name);
+            _exit(98);
+        }
         natsMsg_Ack(m, NULL);
     } else if (st == VG_E_UNAVAILABLE || PQstatus(c) != CONNECTION_OK) {
         natsMsg_InProgress(m, NULL); /* keep it; not the event's fault */
@@ -224,6 +233,8 @@ static natsStatus subscribe(jsCtx *js, const vg_config *cfg, const consumer_def 
 void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *stop)
 {
     consumer_stats *s = consumer_stats_of(def);
+    const char *fault = getenv("VIGIL_FAULT");
+    int crash_before_ack = fault && strcmp(fault, "consumer_crash_before_ack") == 0;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     natsSubscription *sub = NULL;
@@ -264,7 +275,7 @@ void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *sto
             /* Hold the message through a database outage (InProgress keeps
              * JetStream from redelivering it meanwhile). */
             while (!atomic_load(stop)) {
-                if (db_ok(cfg, &c) && handle(c, cfg, def, s, list.Msgs[i]) == 0)
+                if (db_ok(cfg, &c) && handle(c, cfg, def, s, list.Msgs[i], crash_before_ack) == 0)
                     break;
                 natsMsg_InProgress(list.Msgs[i], NULL);
                 leader_sleep(stop, 1000);

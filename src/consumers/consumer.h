@@ -35,10 +35,22 @@ typedef struct consumer_event {
 typedef vg_status (*consumer_handler)(PGconn *c, const vg_config *cfg, const consumer_event *ev,
                                       vg_error *err);
 
+/* Redrives a dead letter of this consumer (POST /dead-letters/{id}/redrive)
+ * on `c`, outside any transaction: VG_OK when the event's effect is back on
+ * its way. Consumers without one redrive through consumer_apply. */
+typedef vg_status (*consumer_redrive)(PGconn *c, const vg_config *cfg, const consumer_event *ev,
+                                      vg_error *err);
+
+/* A companion thread body run beside the consumer, in the same group and
+ * until the same *stop (e.g. the webhook delivery worker). */
+typedef void (*consumer_worker)(const vg_config *cfg, atomic_int *stop);
+
 typedef struct consumer_def {
     const char *name;           /* durable name suffix and processed_events.consumer */
     const char *filter_subject; /* e.g. "aml.alert.>" */
     consumer_handler handler;
+    consumer_redrive redrive; /* NULL: consumer_apply */
+    consumer_worker worker;   /* NULL: none */
 } consumer_def;
 
 /* Observable counters per consumer (for /metrics). */

@@ -8,6 +8,11 @@
  * and risk_version only grows. A new assessment emits aml.customer.risk
  * (and, on a rise to high, the EDD tasks and aml.kyc.tasks.created) through
  * the outbox in the same transaction as the processed_events row.
+ *
+ * webhooks: every event (aml.>) is enqueued, in the processed_events
+ * transaction, for each active webhook subscribed to its type; its worker
+ * thread (consumer_def.worker, started here beside the consumer) does the
+ * HTTP. See webhooks.h.
  */
 #include "consumers/consumers.h"
 
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consumers/webhooks.h"
 #include "domain/validate.h"
 #include "store/store_customers.h"
 #include "util/log.h"
@@ -34,13 +40,17 @@ static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_ev
     return risk_reassess(c, customer, &rc, reason, "consumer:risk", 0, NULL, err);
 }
 
-static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler};
+static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler, NULL, NULL};
+static const consumer_def webhooks_consumer = {"webhooks", "aml.>", webhooks_enqueue,
+                                               webhooks_redrive, webhooks_deliver};
 
-const consumer_def *const consumer_registry[] = {&risk_consumer, NULL};
+const consumer_def *const consumer_registry[] = {&risk_consumer, &webhooks_consumer, NULL};
 
+/* One thread: a consumer's runner, or its companion worker. */
 typedef struct runner {
     const vg_config *cfg;
     const consumer_def *def;
+    consumer_worker worker; /* NULL: run the consumer itself */
     atomic_int *stop;
     pthread_t thread;
 } runner;
@@ -54,8 +64,33 @@ struct consumer_group {
 static void *runner_main(void *arg)
 {
     runner *r = arg;
-    consumer_run(r->cfg, r->def, r->stop);
+    if (r->worker)
+        r->worker(r->cfg, r->stop);
+    else
+        consumer_run(r->cfg, r->def, r->stop);
     return NULL;
+}
+
+/* Starts one thread of the group; a thread that cannot start is logged
+ * (its consumer's backlog then shows in /metrics). */
+static void runner_start(consumer_group *g, const vg_config *cfg, const consumer_def *def,
+                         consumer_worker worker)
+{
+    if (g->n >= 8) {
+        log_error("consumer %s: too many threads in one group", def->name);
+        return;
+    }
+    runner *r = &g->r[g->n];
+    r->cfg = cfg;
+    r->def = def;
+    r->worker = worker;
+    r->stop = &g->stop;
+    if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
+        log_error("consumer %s: cannot start a %s thread", def->name,
+                  worker ? "worker" : "consumer");
+        return;
+    }
+    g->n++;
 }
 
 consumer_group *consumers_start(const vg_config *cfg, const char *only)
@@ -63,18 +98,13 @@ consumer_group *consumers_start(const vg_config *cfg, const char *only)
     consumer_group *g = calloc(1, sizeof *g);
     if (!g)
         abort();
-    for (int i = 0; consumer_registry[i] && g->n < 8; i++) {
-        if (only && strcmp(only, consumer_registry[i]->name) != 0)
+    for (int i = 0; consumer_registry[i]; i++) {
+        const consumer_def *def = consumer_registry[i];
+        if (only && strcmp(only, def->name) != 0)
             continue;
-        runner *r = &g->r[g->n];
-        r->cfg = cfg;
-        r->def = consumer_registry[i];
-        r->stop = &g->stop;
-        if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
-            log_error("consumer %s: cannot start a thread", r->def->name);
-            continue;
-        }
-        g->n++;
+        runner_start(g, cfg, def, NULL);
+        if (def->worker)
+            runner_start(g, cfg, def, def->worker);
     }
     return g;
 }

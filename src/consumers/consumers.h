@@ -9,7 +9,8 @@
 typedef struct consumer_group consumer_group;
 
 /* Starts one thread per built-in consumer, or only the one named `only`
- * (NULL = all). Never NULL. */
+ * (NULL = all), plus one for each consumer's companion worker (the webhook
+ * delivery worker). A thread that cannot start is logged. Never NULL. */
 consumer_group *consumers_start(const vg_config *cfg, const char *only);
 
 /* Stops and joins the threads, frees the group. NULL is a no-op. */

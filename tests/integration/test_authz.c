@@ -71,6 +71,15 @@ static const struct policy {
      * event's effect, an operator's act. */
     {"GET", "/dead-letters", ADMIN | ANALYST | AUDITOR},
     {"POST", "/dead-letters/{id}/redrive", ADMIN},
+
+    /* Webhooks send every matching event to a URL of the registrant's
+     * choosing: registering, listing and switching them is an admin's act.
+     * The delivery record (what was sent where, and when) is evidence an
+     * auditor may read. */
+    {"POST", "/webhooks", ADMIN},
+    {"GET", "/webhooks", ADMIN},
+    {"PATCH", "/webhooks/{id}", ADMIN},
+    {"GET", "/webhooks/{id}/deliveries", ADMIN | AUDITOR},
 };
 #define NPOLICY (sizeof policy / sizeof policy[0])
 
