@@ -5,6 +5,7 @@
  *   vigil migrate                       apply the embedded SQL migrations
  *   vigil keys create --role R [--name N]   new API key, printed once (last line)
  *   vigil keys list                     keys without their secrets
+ *   vigil audit verify | reconcile | replay   history checks (src/cli/)
  *   vigil version | --help
  *
  * Configuration comes from the environment only (see --help).
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include "api/server.h"
+#include "cli/cli.h"
+#include "consumers/consumers.h"
 #include "events/pipeline.h"
 #include "store/db.h"
 #include "store/migrate.h"
@@ -35,6 +38,17 @@ static void usage(FILE *f)
             "                                          analyst, auditor); the key is printed\n"
             "                                          once, alone on the last line\n"
             "  vigil keys list                         list keys (never their secrets)\n"
+            "  vigil audit verify [--from-seq N] [--to-seq M] [--json]\n"
+            "                                          recompute event_log's hash chain; name\n"
+            "                                          any edited, missing, reordered or\n"
+            "                                          truncated event\n"
+            "  vigil reconcile [--from-seq N] [--dry-run]\n"
+            "                                          re-publish what the JetStream stream\n"
+            "                                          lacks, then verify it holds every event\n"
+            "  vigil replay --from-seq N [--to-seq M] [--type PREFIX] [--to stdout|nats]\n"
+            "                                          re-emit history in seq order (JSON\n"
+            "                                          Lines, or NATS vigil.replay.<type>)\n"
+            "  vigil consume NAME                      run one built-in consumer alone (risk)\n"
             "  vigil version                           print the version\n"
             "  vigil --help                            this text\n\n",
             VIGIL_VERSION);
@@ -160,6 +174,8 @@ static int cmd_serve(const vg_config *cfg)
     int api = has_role(cfg->roles, "api");
     pipeline *pipe =
         pipeline_start(cfg, has_role(cfg->roles, "sequencer"), has_role(cfg->roles, "publisher"));
+    consumer_group *consumers =
+        has_role(cfg->roles, "consumers") ? consumers_start(cfg, NULL) : NULL;
     vg_status st = VG_OK;
     if (api) {
         st = api_server_run(cfg, pool, &err);
@@ -168,9 +184,34 @@ static int cmd_serve(const vg_config *cfg)
         log_info("serving roles '%s' without the HTTP API", cfg->roles);
         sigwait(&set, &sig);
     }
+    consumers_stop(consumers);
     pipeline_stop(pipe);
     db_pool_free(pool);
     return st == VG_OK ? 0 : fail(&err);
+}
+
+/* `vigil consume NAME`: one built-in consumer alone (scale out by running
+ * several: they share the durable consumer's work). */
+static int cmd_consume(const vg_config *cfg, int argc, char **argv)
+{
+    if (argc != 1 || !consumer_find(argv[0])) {
+        fprintf(stderr, "vigil consume: name one consumer:");
+        for (int i = 0; consumer_registry[i]; i++)
+            fprintf(stderr, " %s", consumer_registry[i]->name);
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    consumer_group *g = consumers_start(cfg, argv[0]);
+    int sig;
+    sigwait(&set, &sig);
+    log_info("signal %d: stopping consumer %s", sig, argv[0]);
+    consumers_stop(g);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -196,6 +237,14 @@ int main(int argc, char **argv)
         return cmd_migrate(&cfg);
     if (strcmp(argv[1], "keys") == 0)
         return cmd_keys(&cfg, argc - 2, argv + 2);
+    if (strcmp(argv[1], "consume") == 0)
+        return cmd_consume(&cfg, argc - 2, argv + 2);
+    if (strcmp(argv[1], "audit") == 0 && argc > 2 && strcmp(argv[2], "verify") == 0)
+        return cli_audit_verify(&cfg, argc - 3, argv + 3);
+    if (strcmp(argv[1], "reconcile") == 0)
+        return cli_reconcile(&cfg, argc - 2, argv + 2);
+    if (strcmp(argv[1], "replay") == 0)
+        return cli_replay(&cfg, argc - 2, argv + 2);
     fprintf(stderr, "vigil: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
