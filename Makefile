@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps build asan run test test-fast format clean
+.PHONY: all deps build asan run test test-fast format clean chaos-soak
 
 all: build
 
@@ -29,6 +29,10 @@ test: build asan
 # Only the normal build (quicker while developing).
 test-fast: build
 	@./scripts/test.sh $(BUILD)
+
+# The chaos suite for 30 minutes (make test runs a 60 s bounded version).
+chaos-soak: build
+	@$(BUILD)/tests/chaos --soak
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -194,17 +194,28 @@ static int db_ok(const vg_config *cfg, PGconn **c)
 
 /* Creates the durable consumer, or brings an existing one to the configured
  * AckWait / MaxDeliver / MaxAckPending (Vigil owns it: an operator changing
- * VIGIL_CONSUMER_* expects it to take effect), then binds a pull
- * subscription to it. */
+ * VIGIL_CONSUMER_* expects it to take effect), then binds a subscription.
+ *
+ * Push, not pull: libnats 3.4.1's natsSubscription_Fetch can return more
+ * messages than the batch it allocated for after reconnects (the chaos suite
+ * caught the heap overflow under ASan), so Vigil uses a push consumer with a
+ * deliver group instead: explicit acks, MaxAckPending as the flow limit,
+ * and several instances of one consumer share the work through the group.
+ * A consumer that cannot be updated in place (e.g. an older pull consumer)
+ * is recreated: redelivery from the start is harmless, processed_events
+ * absorbs it. */
 static natsStatus subscribe(jsCtx *js, const vg_config *cfg, const consumer_def *def,
                             natsSubscription **sub)
 {
-    char durable[128];
+    char durable[128], deliver[160];
     snprintf(durable, sizeof durable, "vigil-%s", def->name);
+    snprintf(deliver, sizeof deliver, "_vigil.deliver.%s", def->name);
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = durable;
     cc.FilterSubject = def->filter_subject;
+    cc.DeliverSubject = deliver;
+    cc.DeliverGroup = durable;
     cc.AckPolicy = js_AckExplicit;
     cc.DeliverPolicy = js_DeliverAll;
     cc.AckWait = cfg->consumer_ack_wait_ms * 1000000LL;
@@ -217,9 +228,15 @@ static natsStatus subscribe(jsCtx *js, const vg_config *cfg, const consumer_def 
         jsConsumerInfo_Destroy(ci);
         ci = NULL;
         s = js_UpdateConsumer(&ci, js, cfg->stream, &cc, NULL, &jerr);
-    } else if (s == NATS_NOT_FOUND) {
-        s = js_AddConsumer(&ci, js, cfg->stream, &cc, NULL, &jerr);
+        if (s != NATS_OK) {
+            log_warn("consumer %s: cannot update durable %s in place (%s); recreating it",
+                     def->name, durable, nats_GetLastError(NULL));
+            js_DeleteConsumer(js, cfg->stream, durable, NULL, NULL);
+            s = NATS_NOT_FOUND;
+        }
     }
+    if (s == NATS_NOT_FOUND)
+        s = js_AddConsumer(&ci, js, cfg->stream, &cc, NULL, &jerr);
     jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK)
         return s;
@@ -227,7 +244,9 @@ static natsStatus subscribe(jsCtx *js, const vg_config *cfg, const consumer_def 
     jsSubOptions_Init(&so);
     so.Stream = cfg->stream;
     so.Consumer = durable;
-    return js_PullSubscribe(sub, js, def->filter_subject, durable, NULL, &so, &jerr);
+    so.Queue = durable;
+    so.ManualAck = true;
+    return js_SubscribeSync(sub, js, def->filter_subject, NULL, &so, &jerr);
 }
 
 void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *stop)
@@ -262,26 +281,24 @@ void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *sto
         if (said != 2)
             log_info("consumer %s: consuming %s", def->name, def->filter_subject);
         said = 2;
-        natsMsgList list = {0};
-        ns = natsSubscription_Fetch(&list, sub, (int)cfg->consumer_batch, 1000, NULL);
+        natsMsg *m = NULL;
+        ns = natsSubscription_NextMsg(&m, sub, 1000);
         if (ns != NATS_OK && ns != NATS_TIMEOUT) {
-            log_warn("consumer %s: fetch failed: %s; resubscribing", def->name,
+            log_warn("consumer %s: receive failed: %s; resubscribing", def->name,
                      natsStatus_GetText(ns));
             natsSubscription_Destroy(sub);
             sub = NULL;
             leader_sleep(stop, 500);
         }
-        for (int i = 0; i < list.Count && !atomic_load(stop); i++) {
-            /* Hold the message through a database outage (InProgress keeps
-             * JetStream from redelivering it meanwhile). */
-            while (!atomic_load(stop)) {
-                if (db_ok(cfg, &c) && handle(c, cfg, def, s, list.Msgs[i], crash_before_ack) == 0)
-                    break;
-                natsMsg_InProgress(list.Msgs[i], NULL);
-                leader_sleep(stop, 1000);
-            }
+        /* Hold the message through a database outage (InProgress keeps
+         * JetStream from redelivering it meanwhile). */
+        while (m && !atomic_load(stop)) {
+            if (db_ok(cfg, &c) && handle(c, cfg, def, s, m, crash_before_ack) == 0)
+                break;
+            natsMsg_InProgress(m, NULL);
+            leader_sleep(stop, 1000);
         }
-        natsMsgList_Destroy(&list);
+        natsMsg_Destroy(m);
     }
     natsSubscription_Destroy(sub);
     jsCtx_Destroy(js);

@@ -1,7 +1,7 @@
 /*
  * consumer.h — durable JetStream consumers with exactly-once effects.
  *
- * A consumer is a name, a subject filter and a handler. The runner pulls
+ * A consumer is a name, a subject filter and a handler. The runner receives
  * from a durable JetStream consumer (explicit ack), and for each event, in
  * ONE PostgreSQL transaction, records (consumer, event id) and runs the
  * handler; it acks only after COMMIT. A handler failure rolls back and
@@ -75,7 +75,7 @@ consumer_stats *consumer_stats_of(const consumer_def *def);
 vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *def,
                          const consumer_event *ev, int *duplicate, vg_error *err);
 
-/* Runs `def` until *stop: connect, bind the durable pull consumer, fetch,
+/* Runs `def` until *stop: connect, bind the durable consumer, receive,
  * apply, ack. Reconnects forever. Thread body helper. */
 void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *stop);
 

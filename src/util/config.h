@@ -64,7 +64,6 @@
       "first redelivery delay after a failure; doubles each attempt (NakWithDelay)")               \
     X(consumer_max_ack_pending, "VIGIL_CONSUMER_MAX_ACK_PENDING", 1000, 1, 100000,                 \
       "JetStream MaxAckPending of the built-in consumers")                                         \
-    X(consumer_batch, "VIGIL_CONSUMER_BATCH", 100, 1, 10000, "events fetched per pull")            \
     X(webhook_timeout_ms, "VIGIL_WEBHOOK_TIMEOUT_MS", 10000, 100, 600000,                          \
       "total time one webhook POST may take (connecting: at most 5 s of it)")                      \
     X(webhook_backoff_ms, "VIGIL_WEBHOOK_BACKOFF_MS", 1000, 10, 3600000,                           \
