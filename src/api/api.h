@@ -99,6 +99,13 @@ vg_status api_query_uuid(api_ctx *ctx, const char *name, char buf[37], const cha
 typedef vg_status (*api_fetch_fn)(PGconn *c, const char *id, char **out, vg_error *err);
 void api_reply_fetch(api_ctx *ctx, const char *what, api_fetch_fn fetch);
 
+/* Replies one keyset page (?after=, ?limit=) of `spec` filtered by `values`
+ * (see store_list), unless `err` already holds a validation failure of the
+ * caller's filters, which is then the reply. Clears err. */
+struct list_spec;
+void api_reply_list(api_ctx *ctx, const struct list_spec *spec, const char *const *values,
+                    vg_error *err);
+
 /* Actor string for audit columns: "key:<name>". */
 void api_actor(const api_ctx *ctx, char out[160]);
 

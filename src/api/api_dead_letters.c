@@ -21,21 +21,10 @@ void api_dead_letters_list(api_ctx *ctx)
     static const list_spec spec = {
         "dead_letters", "vigil_dead_letter_json", "created_at", {"status", "consumer", NULL}};
     vg_error err = {0};
-    int limit;
-    char *out = NULL;
-    const char *after = api_query(ctx, "after");
     const char *v[] = {api_query(ctx, "status"), api_query(ctx, "consumer")};
-    vg_status st = api_query_limit(ctx, 50, &limit, &err);
-    if (st == VG_OK && after && !uuid_parse(after, NULL))
-        st = vg_fail(&err, VG_E_INVALID, "after", "must be the 'next' value of a previous page");
-    if (st == VG_OK && v[0] && strcmp(v[0], "dead") && strcmp(v[0], "redriven"))
-        st = vg_fail(&err, VG_E_INVALID, "status", "must be dead or redriven");
-    PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;
-    if (db)
-        st = store_list(db, &spec, v, after, limit, &out, &err);
-    else if (st == VG_OK)
-        st = err.code;
-    api_reply_result(ctx, st, 200, out, &err);
+    if (v[0] && strcmp(v[0], "dead") && strcmp(v[0], "redriven"))
+        vg_fail(&err, VG_E_INVALID, "status", "must be dead or redriven");
+    api_reply_list(ctx, &spec, v, &err);
 }
 
 void api_dead_letter_redrive(api_ctx *ctx)

@@ -76,18 +76,10 @@ void api_webhooks_list(api_ctx *ctx)
     static const list_spec spec = {
         "webhooks", "vigil_webhook_json", "created_at", {"active", NULL}};
     vg_error err = {0};
-    int limit;
-    char *out = NULL;
-    const char *after, *v[] = {api_query(ctx, "active")};
-    vg_status st = api_page_args(ctx, &after, &limit, &err);
-    if (st == VG_OK && v[0] && strcmp(v[0], "true") && strcmp(v[0], "false"))
-        st = vg_fail(&err, VG_E_INVALID, "active", "must be true or false");
-    PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;
-    if (db)
-        st = store_list(db, &spec, v, after, limit, &out, &err);
-    else if (st == VG_OK)
-        st = err.code;
-    api_reply_result(ctx, st, 200, out, &err);
+    const char *v[] = {api_query(ctx, "active")};
+    if (v[0] && strcmp(v[0], "true") && strcmp(v[0], "false"))
+        vg_fail(&err, VG_E_INVALID, "active", "must be true or false");
+    api_reply_list(ctx, &spec, v, &err);
 }
 
 void api_webhook_patch(api_ctx *ctx)

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "store/store_list.h"
 #include "domain/timeparse.h"
 #include "domain/validate.h"
 #include "events/sse.h"
@@ -115,6 +116,20 @@ void api_reply_fetch(api_ctx *ctx, const char *what, api_fetch_fn fetch)
     PGconn *db = api_db(ctx, &err);
     vg_status st = db ? fetch(db, id, &out, &err) : err.code;
     api_reply_result(ctx, st, 200, out, &err);
+}
+
+void api_reply_list(api_ctx *ctx, const list_spec *spec, const char *const *values, vg_error *err)
+{
+    const char *after;
+    int limit;
+    char *out = NULL;
+    vg_status st = err->code;
+    if (st == VG_OK)
+        st = api_page_args(ctx, &after, &limit, err);
+    PGconn *db = st == VG_OK ? api_db(ctx, err) : NULL;
+    if (st == VG_OK)
+        st = db ? store_list(db, spec, values, after, limit, &out, err) : err->code;
+    api_reply_result(ctx, st, 200, out, err);
 }
 
 void api_actor(const api_ctx *ctx, char out[160])

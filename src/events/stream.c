@@ -135,8 +135,9 @@ natsStatus stream_event_msg(natsMsg **msg, const char *type, const char *seq, co
     return s;
 }
 
-vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq,
-                      int64_t *tail_event_seq, vg_error *err)
+/* The stream's first and last sequence and message count. */
+static vg_status stream_state(jsCtx *js, const vg_config *cfg, uint64_t *first, uint64_t *last,
+                              uint64_t *msgs, vg_error *err)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -144,8 +145,22 @@ vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq
     if (s != NATS_OK)
         return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM", "cannot read stream %s: %s",
                        cfg->stream, natsStatus_GetText(s));
-    uint64_t last = si->State.LastSeq, first = si->State.FirstSeq, msgs = si->State.Msgs;
+    *first = si->State.FirstSeq;
+    *last = si->State.LastSeq;
+    *msgs = si->State.Msgs;
     jsStreamInfo_Destroy(si);
+    return VG_OK;
+}
+
+vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq,
+                      int64_t *tail_event_seq, vg_error *err)
+{
+    uint64_t first, last, msgs;
+    jsErrCode jerr = 0;
+    natsStatus s;
+    vg_status st = stream_state(js, cfg, &first, &last, &msgs, err);
+    if (st != VG_OK)
+        return st;
     *last_stream_seq = last;
     *tail_event_seq = 0;
     /* Walk back over repair messages (and deleted slots) to the newest
@@ -179,15 +194,11 @@ vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq
 
 vg_status stream_first_seq(jsCtx *js, const vg_config *cfg, uint64_t *first, vg_error *err)
 {
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetStreamInfo(&si, js, cfg->stream, NULL, &jerr);
-    if (s != NATS_OK)
-        return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_STREAM", "cannot read stream %s: %s",
-                       cfg->stream, natsStatus_GetText(s));
-    *first = si->State.Msgs ? si->State.FirstSeq : si->State.LastSeq + 1;
-    jsStreamInfo_Destroy(si);
-    return VG_OK;
+    uint64_t last, msgs;
+    vg_status st = stream_state(js, cfg, first, &last, &msgs, err);
+    if (st == VG_OK && msgs == 0)
+        *first = last + 1;
+    return st;
 }
 
 vg_status stream_head(jsCtx *js, const vg_config *cfg, int64_t *head_event_seq, vg_error *err)
