@@ -22,7 +22,7 @@ typedef struct publisher {
     atomic_llong published_seq; /* cursor: every seq <= this is in the stream */
     atomic_llong publish_errors;
     atomic_llong reconnects;
-    atomic_llong republished; /* events re-sent after a loss was detected */
+    atomic_llong republished;  /* events re-sent after a loss was detected */
     atomic_llong missing_head; /* events missing below the stream's oldest message */
     pthread_mutex_t mu;
     char last_error[256];

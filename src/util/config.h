@@ -18,8 +18,8 @@
     X(nats_url, "VIGIL_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")  \
     X(http_addr, "VIGIL_HTTP_ADDR", "127.0.0.1:8000", "address:port the HTTP API listens on")      \
     X(log_level, "VIGIL_LOG_LEVEL", "info", "debug | info | warn | error")                         \
-    X(roles, "VIGIL_ROLES", "api,sequencer,publisher,consumers",                                             \
-      "what `vigil serve` runs: any of api, sequencer, publisher, consumers")                                 \
+    X(roles, "VIGIL_ROLES", "api,sequencer,publisher,consumers",                                   \
+      "what `vigil serve` runs: any of api, sequencer, publisher, consumers")                      \
     X(stream, "VIGIL_STREAM", "AML_EVENTS",                                                        \
       "JetStream stream that receives every event (subjects aml.>)")
 
