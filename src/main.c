@@ -31,7 +31,8 @@ static void usage(FILE *f)
     fprintf(f,
             "vigil %s — anti-money-laundering platform core\n\n"
             "Usage:\n"
-            "  vigil serve                             run the HTTP API\n"
+            "  vigil serve                             run the API, sequencer, publisher and\n"
+            "                                          consumers (VIGIL_ROLES)\n"
             "  vigil migrate                           apply pending database migrations\n"
             "  vigil keys create --role ROLE [--name NAME]\n"
             "                                          create an API key (admin, ingest,\n"
@@ -48,7 +49,8 @@ static void usage(FILE *f)
             "  vigil replay --from-seq N [--to-seq M] [--type PREFIX] [--to stdout|nats]\n"
             "                                          re-emit history in seq order (JSON\n"
             "                                          Lines, or NATS vigil.replay.<type>)\n"
-            "  vigil consume NAME                      run one built-in consumer alone (risk)\n"
+            "  vigil consume NAME                      run one built-in consumer alone (risk,\n"
+            "                                          webhooks)\n"
             "  vigil version                           print the version\n"
             "  vigil --help                            this text\n\n",
             VIGIL_VERSION);
