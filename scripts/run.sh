@@ -80,6 +80,10 @@ cat >&2 <<MSG
          -H 'Content-Type: application/json' \\
          -d '{"full_name": "Test User", "email": "test@example.com"}'
 
+  Operator commands (another terminal):
+    export VIGIL_DATABASE_URL=$VIGIL_DATABASE_URL VIGIL_NATS_URL=$VIGIL_NATS_URL
+    build/vigil audit verify     build/vigil reconcile     build/vigil keys list
+
   Logs: vigil on this terminal, $VAR/pg/postgres.log, $VAR/nats/nats.log
 
 MSG
