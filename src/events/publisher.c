@@ -275,14 +275,16 @@ static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long lo
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = PQgetvalue(r, i, 1);
-        /* The first message expects the stream's last sequence (0: empty
-         * stream, no expectation), each later one its predecessor's id. A
-         * chain of numbers (last + i) can match by coincidence once another
-         * writer (reconcile's repairs) appended: message i would be stored
-         * while 0..i-1 were refused, and the tail would skip them. */
-        if (i == 0)
-            po.ExpectLastSeq = *stream_last;
-        else
+        /* Message i expects the stream to end at last + i AND (i > 0) with
+         * its predecessor's id; the server refuses it unless both hold, so
+         * it can never be stored ahead of a predecessor that was not.
+         * Either check alone has a hole: a number chain can match by
+         * coincidence once another writer (reconcile's repairs) appended;
+         * an id chain matches stale state when the predecessor was a
+         * re-send JetStream answered as a Duplicate of a purged message
+         * (not stored), and the next new message then overtook it. */
+        po.ExpectLastSeq = *stream_last + (uint64_t)i; /* 0: empty stream, no check */
+        if (i > 0)
             po.ExpectLastMsgId = PQgetvalue(r, i - 1, 1);
         if (s == NATS_OK)
             s = js_PublishMsgAsync(js, &m, &po);
