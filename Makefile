@@ -39,3 +39,15 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Benchmarks against this machine's limits (bench/bench.c); ONLY=N runs one
+# (1 batch ingest, 2 single ingest, 3 publisher, 4 end-to-end latency, 6 seed
+# baseline + NATS outage, 7 peak RSS). Writes bench/RESULTS.md: the measured table,
+# then the hand-written bench/ANALYSIS.md (causes of missed targets).
+BENCH_BUILD ?= build-bench
+.PHONY: bench
+bench: deps
+	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@MAKEFLAGS= cmake --build $(BENCH_BUILD) -j $(JOBS) --target vigil bench_vigil >/dev/null
+	@$(BENCH_BUILD)/bench/bench_vigil $(if $(ONLY),--only $(ONLY)) --out bench/RESULTS.md
+	@cat bench/ANALYSIS.md >> bench/RESULTS.md
