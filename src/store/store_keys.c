@@ -109,9 +109,16 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
     char hash[65];
     keys_hash_hex(secret, hash);
     const char *p[] = {hash};
+    /* One round trip: look the key up and record its use, at most once a
+     * minute per key (an UPDATE that matches nothing writes nothing, so
+     * most requests stay read-only and never wait on the key's row). */
     PGresult *r = db_exec(c,
-                          "SELECT id, name, role FROM api_keys "
-                          "WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL",
+                          "WITH k AS (SELECT id, name, role, last_used_at FROM api_keys"
+                          "  WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL),"
+                          " touch AS (UPDATE api_keys a SET last_used_at = now() FROM k"
+                          "  WHERE a.id = k.id AND (k.last_used_at IS NULL"
+                          "  OR k.last_used_at < now() - interval '1 minute'))"
+                          " SELECT id, name, role FROM k",
                           1, p, err);
     if (!r)
         return err ? err->code : VG_E_INTERNAL;
@@ -122,15 +129,6 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
         fill_info(r, info);
     PQclear(r);
     return st;
-}
-
-void keys_touch(PGconn *c, const char *id)
-{
-    const char *p[] = {id};
-    vg_error err = {0};
-    if (db_run(c, "UPDATE api_keys SET last_used_at = now() WHERE id = $1", 1, p, &err) != VG_OK)
-        log_warn("could not record key use for %s: %s", id, err.detail);
-    vg_error_clear(&err);
 }
 
 json_t *keys_list(PGconn *c, vg_error *err)

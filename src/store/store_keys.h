@@ -37,12 +37,10 @@ typedef struct api_key_info {
 vg_status keys_create(PGconn *c, const char *role, const char *name,
                       char secret[API_KEY_SECRET_MAX], api_key_info *info, vg_error *err);
 
-/* Looks up an active (not revoked) key by its secret. VG_E_UNAUTHORIZED when
+/* Looks up an active (not revoked) key by its secret and records its use
+ * (last_used_at, to the minute). VG_E_UNAUTHORIZED when
  * unknown or revoked; VG_E_UNAVAILABLE when the database is down. */
 vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err);
-
-/* Marks the key as used now (best effort: a failure is logged, not fatal). */
-void keys_touch(PGconn *c, const char *id);
 
 /* Array of {id, name, role, prefix, created_at, revoked_at, last_used_at}. */
 json_t *keys_list(PGconn *c, vg_error *err);

@@ -336,7 +336,18 @@ static void revoked_key_is_refused(void **state)
     char key[256];
     int problem;
     assert_int_equal(h_key_create(f->env, "admin", key, sizeof key), 0);
+    assert_int_equal(h_db_count(f->env,
+                                "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL"
+                                " AND key_hash = sha256(convert_to($1, 'UTF8'))",
+                                key),
+                     0);
     assert_int_equal(status_of(f->env, "GET", "/customers", key, NULL, &problem), 200);
+    /* a successful use is recorded (keys list shows it) */
+    assert_int_equal(h_db_count(f->env,
+                                "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL"
+                                " AND key_hash = sha256(convert_to($1, 'UTF8'))",
+                                key),
+                     1);
     assert_int_equal(h_db_count(f->env,
                                 "WITH u AS (UPDATE api_keys SET revoked_at = now()"
                                 " WHERE key_hash = sha256(convert_to($1, 'UTF8')) RETURNING 1)"
