@@ -216,7 +216,7 @@ static vg_status sync_tail(publisher *p, jsCtx *js, PGconn *c, long long *cursor
     uint64_t first = 0;
     int64_t head = 0;
     if ((st = stream_first_seq(js, p->cfg, &first, err)) != VG_OK ||
-        (st = stream_head(js, p->cfg, &head, err)) != VG_OK)
+        (st = stream_head(js, p->cfg, first, &head, err)) != VG_OK)
         return st;
     /* Events missing below the oldest stored one cannot be re-sent in order;
      * say so (once per value) and count them, for `vigil reconcile`. */

@@ -201,13 +201,10 @@ vg_status stream_first_seq(jsCtx *js, const vg_config *cfg, uint64_t *first, vg_
     return st;
 }
 
-vg_status stream_head(jsCtx *js, const vg_config *cfg, int64_t *head_event_seq, vg_error *err)
+vg_status stream_head(jsCtx *js, const vg_config *cfg, uint64_t first, int64_t *head_event_seq,
+                      vg_error *err)
 {
-    uint64_t first = 0;
-    vg_status st = stream_first_seq(js, cfg, &first, err);
     *head_event_seq = 0;
-    if (st != VG_OK)
-        return st;
     natsMsg *m = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetMsg(&m, js, cfg->stream, first, NULL, &jerr);

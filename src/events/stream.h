@@ -49,10 +49,12 @@ vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq
  * empty, e.g. after a purge). */
 vg_status stream_first_seq(jsCtx *js, const vg_config *cfg, uint64_t *first, vg_error *err);
 
-/* The event seq of the stream's oldest stored message (0 when empty). A
+/* The event seq of the stream's message at stream sequence `first` (its
+ * oldest, from stream_first_seq; 0 when empty). A
  * value above 1 means older events are missing from the stream (purged):
  * only `vigil reconcile` can put them back, as repairs. */
-vg_status stream_head(jsCtx *js, const vg_config *cfg, int64_t *head_event_seq, vg_error *err);
+vg_status stream_head(jsCtx *js, const vg_config *cfg, uint64_t first, int64_t *head_event_seq,
+                      vg_error *err);
 
 /* Builds the message for one event (caller destroys it). */
 natsStatus stream_event_msg(natsMsg **msg, const char *type, const char *seq, const char *payload,
