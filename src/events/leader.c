@@ -20,7 +20,7 @@ void leader_sleep(atomic_int *stop, int ms)
     }
 }
 
-int leader_wait_notify(PGconn *conn, int timeout_ms)
+int leader_wait_notify(PGconn *conn, int extra_fd, int timeout_ms)
 {
     PGnotify *n;
     int got = 0;
@@ -32,12 +32,15 @@ int leader_wait_notify(PGconn *conn, int timeout_ms)
     }
     if (got)
         return 1;
-    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-    if (pfd.fd < 0)
+    struct pollfd pfd[2] = {{.fd = PQsocket(conn), .events = POLLIN},
+                            {.fd = extra_fd, .events = POLLIN}};
+    if (pfd[0].fd < 0)
         return -1;
-    int r = poll(&pfd, 1, timeout_ms);
+    int r = poll(pfd, extra_fd >= 0 ? 2 : 1, timeout_ms);
     if (r <= 0)
         return 0;
+    if (extra_fd >= 0 && (pfd[1].revents & POLLIN))
+        got = 1; /* the caller drains extra_fd */
     if (!PQconsumeInput(conn))
         return -1;
     while ((n = PQnotifies(conn))) {

@@ -30,9 +30,10 @@ typedef struct leader_role {
  * error, back off, repeat. Every state change is logged once. Thread body. */
 void *leader_main(void *role);
 
-/* Waits up to `timeout_ms` for a NOTIFY on `conn` (which must LISTEN).
+/* Waits up to `timeout_ms` for a NOTIFY on `conn` (which must LISTEN) or
+ * for `extra_fd` (-1: none; the caller reads it) to become readable.
  * Returns 1 if something arrived, 0 on timeout, -1 if the connection broke. */
-int leader_wait_notify(PGconn *conn, int timeout_ms);
+int leader_wait_notify(PGconn *conn, int extra_fd, int timeout_ms);
 
 /* Sleeps up to `ms`, waking early when *stop becomes set. */
 void leader_sleep(atomic_int *stop, int ms);

@@ -34,7 +34,7 @@ pipeline *pipeline_start(const vg_config *cfg, int run_sequencer, int run_publis
     if (!p)
         abort();
     p->seq.batch = (int)cfg->sequencer_batch;
-    p->seq.poll_ms = 250;
+    p->seq.poll_ms = (int)cfg->sequencer_poll_ms;
     p->seq.stop = &p->stop;
     publisher_init(&p->pub, cfg, &p->stop);
     role_init(&p->seq_role, "sequencer", LOCK_SEQUENCER, cfg, sequencer_run, &p->seq, &p->stop);

@@ -3,8 +3,9 @@
  *
  * Loop: read up to VIGIL_PUBLISH_WINDOW events after the cursor, publish
  * them asynchronously (subject = type, Nats-Msg-Id = event id, Vigil-Seq),
- * wait for the acks, advance the cursor over the contiguous acknowledged
- * prefix (a Duplicate ack counts), commit the cursor. Anything short of a
+ * wait for the acks (reading the next window meanwhile), advance the cursor
+ * over the contiguous acknowledged prefix (a Duplicate ack counts), commit
+ * the cursor (without waiting for its fsync). Anything short of a
  * full window of acks: keep what is contiguous, back off, re-read the
  * stream's tail and go again. Nothing is skipped: an event leaves the
  * loop's concern only when JetStream has acknowledged it.
@@ -38,6 +39,8 @@
 #include "util/log.h"
 
 #define TAIL_RECHECK_US (10 * 1000000LL)
+/* While disconnected, how often a probe asks NATS why (see stream_probe). */
+#define PROBE_EVERY_US (5 * 1000000LL)
 
 /* One window in flight. Lives as long as the publisher (not the term):
  * libnats may run the ack handler after a connection is destroyed. */
@@ -232,21 +235,51 @@ static vg_status sync_tail(publisher *p, jsCtx *js, PGconn *c, long long *cursor
     return VG_OK;
 }
 
-/* Publishes one window; returns how many leading events were acknowledged
- * (-1 on a database error, with err). */
-static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long long cursor,
-                          uint64_t *stream_last, vg_error *err)
+#define READ_WINDOW_SQL                                                                            \
+    "SELECT seq, event_id, event_type, payload::text FROM event_log"                               \
+    " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int"                                      \
+    " ORDER BY seq" /* a seq range: an index range scan whatever the stats */
+
+/* Sends the read of the window after `cursor` without waiting for it. */
+static int send_read(publisher *p, PGconn *c, long long cursor)
 {
     char after[32], lim[16];
     snprintf(after, sizeof after, "%lld", cursor);
     snprintf(lim, sizeof lim, "%ld", p->cfg->publish_window);
     const char *params[] = {after, lim};
-    PGresult *r = db_exec(c,
-                          "SELECT seq, event_id, event_type, payload::text FROM event_log"
-                          " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int"
-                          " ORDER BY seq", /* a seq range: an index range scan whatever the stats */
-                          2, params, err);
-    if (!r)
+    return PQsendQueryParams(c, READ_WINDOW_SQL, 2, NULL, params, NULL, NULL, 0);
+}
+
+/* Collects the result of send_read (NULL with err on failure). */
+static PGresult *recv_read(PGconn *c, vg_error *err)
+{
+    PGresult *r, *keep = NULL;
+    while ((r = PQgetResult(c))) {
+        if (!keep)
+            keep = r;
+        else
+            PQclear(r);
+    }
+    if (!keep || PQresultStatus(keep) != PGRES_TUPLES_OK) {
+        db_map_error(c, keep, err);
+        PQclear(keep);
+        return NULL;
+    }
+    return keep;
+}
+
+/* Publishes one window; returns how many leading events were acknowledged
+ * (-1 on a database error, with err). `*rows` holds the window's events
+ * when a previous call prefetched them (NULL: read them now). While the
+ * window's acks are awaited, the next window is read (the database works
+ * while JetStream does); it is handed back in `*rows` when every event of
+ * this window was acknowledged, else discarded. */
+static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long long cursor,
+                          uint64_t *stream_last, PGresult **rows, vg_error *err)
+{
+    PGresult *r = *rows;
+    *rows = NULL;
+    if (!r && (!send_read(p, c, cursor) || !(r = recv_read(c, err))))
         return -1;
     int n = PQntuples(r);
     if (n == 0) {
@@ -293,10 +326,15 @@ static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long lo
             sent++;
     }
     PQclear(r);
+    /* A full window: more may follow; read them while the acks come in. */
+    int prefetching = n == p->cfg->publish_window && send_read(p, c, cursor + n);
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
     wait.MaxWait = p->cfg->publish_ack_timeout_ms;
     natsStatus done = sent ? js_PublishAsyncComplete(js, &wait) : NATS_OK;
+    PGresult *next = prefetching ? recv_read(c, err) : NULL;
+    if (prefetching && !next)
+        return -1;
     if (done != NATS_OK) {
         /* Drop what is still pending: it will be re-sent from the cursor. */
         natsMsgList pending;
@@ -307,8 +345,12 @@ static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long lo
     int contiguous = 0;
     while (contiguous < n && w->acked[contiguous] == 1)
         contiguous++;
-    if (contiguous == n)
+    if (contiguous == n) {
         *stream_last = w->last_stream_seq;
+        *rows = next;
+    } else {
+        PQclear(next);
+    }
     if (contiguous < n) {
         if (w->error[0])
             set_error(p, "%s", w->error);
@@ -341,12 +383,18 @@ void publisher_run(void *arg, PGconn *c)
     long long cursor = 0;
     uint64_t stream_last = 0;
     int synced = 0, backoff = 100;
+    char refusal[160] = "";
+    int64_t probed_at = 0;
     int64_t synced_at = 0;
     long long seen_reconnects = 0;
     const char *fault = getenv("VIGIL_FAULT");
     int crash_before_cursor_commit = fault && strcmp(fault, "publisher_crash_before_cursor") == 0;
 
+    PGresult *ahead = NULL; /* the next window, read while acks were awaited */
+    /* The cursor needs no fsync of its own: one lost in a crash is behind
+     * the stream, and sync_tail moves it forward without re-sending. */
     if (db_run(c, "LISTEN vigil_events", 0, NULL, &err) != VG_OK ||
+        db_run(c, "SET synchronous_commit = off", 0, NULL, &err) != VG_OK ||
         load_cursor(c, &cursor, &err) != VG_OK)
         goto db_fail;
     atomic_store(&p->published_seq, cursor);
@@ -356,9 +404,24 @@ void publisher_run(void *arg, PGconn *c)
     }
     while (!atomic_load(p->stop)) {
         if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) {
+            /* Between attempts libnats says only "no server available": a
+             * probe now and then asks NATS whether it refuses us
+             * (authorization, TLS), and why. */
+            char why[160];
+            stream_conn_error(nc, why, sizeof why);
+            if (now_epoch_us() - probed_at > PROBE_EVERY_US) {
+                probed_at = now_epoch_us();
+                stream_probe(p->cfg, refusal, sizeof refusal);
+            }
             atomic_store(&p->nats_connected, 0);
-            set_error(p, "NATS at %s unreachable; events accumulate in PostgreSQL",
-                      p->cfg->nats_url);
+            if (refusal[0])
+                set_error(p,
+                          "NATS at %s refuses the connection: %s; events accumulate in "
+                          "PostgreSQL",
+                          p->cfg->nats_url, refusal);
+            else
+                set_error(p, "NATS at %s unreachable%s%s; events accumulate in PostgreSQL",
+                          p->cfg->nats_url, why[0] ? ": " : "", why);
             synced = 0;
             if (natsConnection_Status(nc) == NATS_CONN_STATUS_CLOSED) {
                 /* libnats 3.4 gives up for good, MaxReconnect -1 or not, when
@@ -374,11 +437,12 @@ void publisher_run(void *arg, PGconn *c)
                 }
             }
             leader_sleep(p->stop, 200);
-            if (leader_wait_notify(c, 0) < 0) /* keep the DB session honest */
+            if (leader_wait_notify(c, -1, 0) < 0) /* keep the DB session honest */
                 goto db_lost;
             continue;
         }
         atomic_store(&p->nats_connected, 1);
+        refusal[0] = '\0';
         /* A reconnect can be to a server that restarted without its storage;
          * an idle loop may never have seen the disconnected state, so count
          * reconnects rather than rely on observing it. */
@@ -388,6 +452,8 @@ void publisher_run(void *arg, PGconn *c)
             synced = 0;
         }
         if (!synced) {
+            PQclear(ahead); /* read for a cursor sync_tail may move */
+            ahead = NULL;
             vg_status st = stream_ensure(js, p->cfg, &err);
             if (st == VG_OK)
                 st = sync_tail(p, js, c, &cursor, &stream_last, &err);
@@ -405,7 +471,7 @@ void publisher_run(void *arg, PGconn *c)
             synced = 1;
             synced_at = now_epoch_us();
         }
-        int acked = publish_window(p, js, c, wp, cursor, &stream_last, &err);
+        int acked = publish_window(p, js, c, wp, cursor, &stream_last, &ahead, &err);
         if (acked < 0)
             goto db_lost;
         if (acked > 0 && crash_before_cursor_commit) {
@@ -430,7 +496,7 @@ void publisher_run(void *arg, PGconn *c)
         }
         backoff = 100;
         clear_error(p);
-        if (wp->n == 0 && leader_wait_notify(c, 500) < 0) /* idle: wait for new events */
+        if (wp->n == 0 && leader_wait_notify(c, -1, 500) < 0) /* idle: wait for new events */
             goto db_lost;
         /* A purge keeps the stream's last sequence, so Expected-Last-Sequence
          * never notices it: re-read the tail every few seconds when idle. */
@@ -443,6 +509,7 @@ db_lost:
 db_fail:
     log_warn("publisher: database: %s", err.detail[0] ? err.detail : PQerrorMessage(c));
 end:
+    PQclear(ahead);
     vg_error_clear(&err);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);

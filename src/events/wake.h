@@ -1,0 +1,31 @@
+/*
+ * wake.h — "events were committed": the sequencer's wake-up (see wake.c).
+ */
+#ifndef VIGIL_EVENTS_WAKE_H
+#define VIGIL_EVENTS_WAKE_H
+
+#include <stdatomic.h>
+
+#include "util/status.h"
+
+/* Creates the wake-up channels and starts the notifier thread, which uses
+ * its own connection to `db_url` (opened on the first kick). */
+vg_status wake_init(const char *db_url, int connect_timeout, vg_error *err);
+
+/* Stops the notifier thread and closes the channels. */
+void wake_shutdown(void);
+
+/* Call after committing a transaction that wrote events (cheap: one
+ * eventfd write; never blocks). A no-op before wake_init. */
+void wake_kick(void);
+
+/* The sequencer says whether it leads in this process (kicks go to it
+ * directly) or not (kicks become a NOTIFY). */
+void wake_set_local_leader(int leading);
+
+/* The eventfd the local sequencer polls (-1 before wake_init), and a read
+ * that clears it (1 if it had been kicked). */
+int wake_local_fd(void);
+int wake_local_drain(void);
+
+#endif
