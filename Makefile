@@ -22,9 +22,10 @@ asan: deps
 run: build
 	@./scripts/run.sh
 
-# Every test, in the normal build and again under ASan+UBSan.
-test: build asan
-	@./scripts/test.sh $(BUILD) $(ASAN_BUILD)
+# Every test, in the normal build and again under ASan+UBSan; then each
+# libFuzzer harness for FUZZ_TEST_SECONDS (build-fuzz, clang).
+test: build asan fuzz-build
+	@./scripts/test.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 # Only the normal build (quicker while developing).
 test-fast: build
@@ -38,12 +39,29 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+# libFuzzer harnesses (fuzz/): a clang tree with ASan+UBSan that builds only
+# them. `make fuzz` runs each for FUZZ_SECONDS and prints executions and
+# crashes; `make test` runs each for FUZZ_TEST_SECONDS through CTest.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_TEST_SECONDS ?= 30
+.PHONY: fuzz fuzz-build
+fuzz-build: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVIGIL_FUZZ=ON \
+	    -DFUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+fuzz: fuzz-build
+	@./scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # Benchmarks against this machine's limits (bench/bench.c); ONLY=N runs one
-# (1 batch ingest, 2 single ingest, 3 publisher, 4 end-to-end latency, 6 seed
-# baseline + NATS outage, 7 peak RSS). Writes bench/RESULTS.md: the measured table,
-# then the hand-written bench/ANALYSIS.md (causes of missed targets).
+# (1 batch ingest, 2 single ingest, 3 publisher, 4 end-to-end latency, 5 SSE
+# fan-out to 1,000 clients, 6 seed baseline + NATS outage, 7 peak RSS, 8 cost per
+# event with a 1M- and 10M-row event_log; BENCH_HISTORY=0,1000000 makes 8
+# shorter). Writes bench/RESULTS.md: the measured table, then the hand-written
+# bench/ANALYSIS.md (causes of missed targets).
 BENCH_BUILD ?= build-bench
 .PHONY: bench
 bench: deps

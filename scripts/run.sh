@@ -36,7 +36,12 @@ PSQL=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q -t -A)
 if [ "$("${PSQL[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'vigil'")" != 1 ]; then
     "${PSQL[@]}" -d postgres -c "CREATE DATABASE vigil"
 fi
-export VIGIL_DATABASE_URL=${VIGIL_DATABASE_URL:-postgresql://postgres@127.0.0.1:$PG_PORT/vigil}
+# Migrations run as the owner (postgres); Vigil serves as vigil_app, a login
+# role without DDL that `vigil migrate --service-role` makes a member of
+# vigil_service. The private cluster trusts loopback connections, so no
+# password is involved here (see README, "Security settings").
+export VIGIL_MIGRATE_DATABASE_URL=${VIGIL_MIGRATE_DATABASE_URL:-postgresql://postgres@127.0.0.1:$PG_PORT/vigil}
+export VIGIL_DATABASE_URL=${VIGIL_DATABASE_URL:-postgresql://vigil_app@127.0.0.1:$PG_PORT/vigil}
 export VIGIL_NATS_URL=${VIGIL_NATS_URL:-nats://127.0.0.1:$NATS_PORT}
 
 NATS_PID=""
@@ -62,17 +67,34 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-"$VIGIL" migrate >/dev/null
+"$VIGIL" migrate --service-role vigil_app >/dev/null
 if [ ! -s "$VAR/admin.key" ]; then
     (umask 077; "$VIGIL" keys create --role admin --name admin | tail -n 1 > "$VAR/admin.key")
     chmod 600 "$VAR/admin.key"
     say "created an admin API key in $VAR/admin.key"
 fi
 
+# First start (no customers yet): offer demo data so the dashboard is not
+# empty. VIGIL_DEMO=1 loads it without asking, VIGIL_DEMO=0 never asks.
+if [ "${VIGIL_DEMO:-}" != 0 ] &&
+   [ "$("${PSQL[@]}" -d vigil -c "SELECT count(*) FROM customers")" = 0 ]; then
+    load=${VIGIL_DEMO:-}
+    if [ -z "$load" ] && [ -t 0 ]; then
+        read -r -p "Load demo data? [y/N] " answer || answer=""
+        case "$answer" in [yY]*) load=1 ;; esac
+    fi
+    if [ "$load" = 1 ]; then
+        say "loading demo data (vigil demo seed)"
+        "$VIGIL" demo seed --customers 60 --days 30 --seed 1 >&2 || say "demo seed failed (see above)"
+    fi
+fi
+
 URL="http://$VIGIL_HTTP_ADDR"
 cat >&2 <<MSG
 
   Vigil is starting at $URL   (Ctrl-C stops Vigil, PostgreSQL and nats-server)
+
+  Dashboard: open $URL/ in a browser and paste the key in $VAR/admin.key
 
   Try it:
     KEY=\$(cat $VAR/admin.key)
@@ -82,6 +104,8 @@ cat >&2 <<MSG
 
   Operator commands (another terminal):
     export VIGIL_DATABASE_URL=$VIGIL_DATABASE_URL VIGIL_NATS_URL=$VIGIL_NATS_URL
+    export VIGIL_MIGRATE_DATABASE_URL=$VIGIL_MIGRATE_DATABASE_URL
+    build/vigil status           build/vigil events tail --follow
     build/vigil audit verify     build/vigil reconcile     build/vigil keys list
 
   Logs: vigil on this terminal, $VAR/pg/postgres.log, $VAR/nats/nats.log

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs CTest in each build tree given (normal, then ASan+UBSan) and fails if
-# any tree fails. Each tree prints CTest's own summary line.
+# Runs CTest in each build tree given (normal, then ASan+UBSan, then the
+# libFuzzer tree whose only tests are the fuzz harnesses) and fails if any
+# tree fails. Each tree prints CTest's own summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1"

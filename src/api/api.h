@@ -69,6 +69,10 @@ struct api_ctx {
     char location[256];
     int retry_after;             /* seconds; 0 = none */
     struct MHD_Response *stream; /* set by api_reply_stream instead of reply_body */
+    int sse_slot;                /* holds one of the key's VIGIL_SSE_MAX_PER_KEY streams */
+    const char *cache_control;   /* NULL: "no-store" (API data is never cached) */
+    const char *etag;            /* quoted ETag, or NULL */
+    const char *csp;             /* Content-Security-Policy, or NULL (dashboard pages) */
 };
 
 /* Borrows a database connection for this request (released automatically
@@ -125,6 +129,10 @@ void api_reply_error(api_ctx *ctx, const vg_error *err);
 /* Replies 200 with a streaming response (owned by ctx from now on, also on
  * failure) of `content_type`; the usual headers are added. */
 void api_reply_stream(api_ctx *ctx, struct MHD_Response *resp, const char *content_type);
+/* Replies `len` bytes of `data` (copied) as `content_type`, e.g. a file of
+ * the dashboard. Set ctx->cache_control/etag/csp before or after. */
+void api_reply_bytes(api_ctx *ctx, int status, const void *data, size_t len,
+                     const char *content_type);
 /* Shortcut: api_reply_error for a fresh error. */
 void api_reply_fail(api_ctx *ctx, vg_status code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -156,5 +164,16 @@ void api_webhooks_list(api_ctx *ctx);
 void api_webhook_patch(api_ctx *ctx);
 void api_webhook_deliveries_list(api_ctx *ctx);
 void api_metrics_get(api_ctx *ctx);
+void api_openapi_get(api_ctx *ctx);
+void api_approvals_list(api_ctx *ctx);
+void api_approval_get(api_ctx *ctx);
+void api_approval_approve(api_ctx *ctx);
+void api_approval_reject(api_ctx *ctx);
+
+/* Replies 202 with a four-eyes proposal (`out`, stolen) and Location:
+ * /approvals/{id}, or the error. Clears err. */
+void api_reply_proposal(api_ctx *ctx, vg_status st, char *out, vg_error *err);
+void api_ui_index_get(api_ctx *ctx);
+void api_ui_asset_get(api_ctx *ctx);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/api_limits.h"
 #include "domain/validate.h"
 #include "events/sse.h"
 #include "store/store_event_log.h"
@@ -80,9 +81,18 @@ void api_events_stream(api_ctx *ctx)
                                  : seq_arg(api_query(ctx, "after"), "after", &after, &err);
     if (st == VG_OK)
         st = type_arg(ctx, &type, &err);
+    if (st == VG_OK && !(ctx->sse_slot = api_limits_sse_acquire(&ctx->key)))
+        st = vg_fail(&err, VG_E_RATE_LIMITED, NULL,
+                     "key '%s' already has %ld open event streams (VIGIL_SSE_MAX_PER_KEY)",
+                     ctx->key.name, ctx->state->cfg->sse_max_per_key);
     struct MHD_Response *resp =
         st == VG_OK ? sse_stream_open(ctx->conn, after, type, ctx->request_id, &err) : NULL;
     if (!resp) {
+        if (ctx->sse_slot)
+            api_limits_sse_release(&ctx->key);
+        ctx->sse_slot = 0;
+        if (err.code == VG_E_RATE_LIMITED)
+            ctx->retry_after = 5;
         api_reply_error(ctx, &err);
         vg_error_clear(&err);
         return;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_limits.h"
 #include "consumers/consumer.h"
 #include "consumers/webhooks.h"
 #include "events/pipeline.h"
@@ -181,6 +182,7 @@ void api_metrics_get(api_ctx *ctx)
     gauge(f, "vigil_sse_clients", "Open /events/stream connections.", "gauge",
           (double)sse_client_count());
     metrics_http_render(f);
+    api_limits_render(f);
     fclose(f);
     api_reply_text(ctx, 200, text);
     ctx->reply_type = "text/plain; version=0.0.4";

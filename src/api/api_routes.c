@@ -1,7 +1,8 @@
 /*
  * api_routes.c — the routing table: every endpoint, its method and the
  * roles that may call it. A route with no roles is public (health checks
- * only). The authorization test walks this table.
+ * and the dashboard's static files only). The authorization test walks this
+ * table.
  */
 #include "api/api.h"
 
@@ -36,6 +37,13 @@ const api_route api_routes[] = {
     {"GET", "/rules", api_rules_list, READERS},
     {"PATCH", "/rules/{id}", api_rule_patch, ADMIN},
 
+    /* Four eyes: anyone who reads casework sees proposals; admins and
+     * analysts decide (rule changes: admins only, checked by the store). */
+    {"GET", "/approvals", api_approvals_list, READERS},
+    {"GET", "/approvals/{id}", api_approval_get, READERS},
+    {"POST", "/approvals/{id}/approve", api_approval_approve, WORKERS},
+    {"POST", "/approvals/{id}/reject", api_approval_reject, WORKERS},
+
     {"GET", "/events", api_events_list, READERS},
     {"GET", "/events/stream", api_events_stream, READERS},
 
@@ -48,6 +56,12 @@ const api_route api_routes[] = {
     {"GET", "/webhooks/{id}/deliveries", api_webhook_deliveries_list, OVERSEE},
 
     {"GET", "/metrics", api_metrics_get, READERS},
+    {"GET", "/openapi.yaml", api_openapi_get, READERS},
+
+    /* The dashboard's static files: public because they carry no data (the
+     * page asks for an API key; all data comes from the routes above). */
+    {"GET", "/", api_ui_index_get, PUBLIC},
+    {"GET", "/ui/{file}", api_ui_asset_get, PUBLIC},
 
     {NULL, NULL, NULL, 0},
 };

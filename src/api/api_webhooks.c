@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "domain/bodies.h"
 #include "domain/webhook.h"
 #include "store/store_list.h"
 #include "store/store_webhooks.h"
@@ -89,28 +90,13 @@ void api_webhook_patch(api_ctx *ctx)
         return;
     vg_error err = {0};
     char actor[160], *out = NULL;
-    json_t *body = api_body_json(ctx, &err), *active = NULL;
-    vg_status st = body ? VG_OK : err.code;
-    if (st == VG_OK && !json_is_object(body))
-        st = vg_fail(&err, VG_E_INVALID, "body", "must be a JSON object");
-    if (st == VG_OK) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v)
-        {
-            if (strcmp(key, "active") != 0) {
-                st = vg_fail(&err, VG_E_INVALID, key, "unknown field (only \"active\" changes)");
-                break;
-            }
-        }
-        active = json_object_get(body, "active");
-        if (st == VG_OK && !json_is_boolean(active))
-            st = vg_fail(&err, VG_E_INVALID, "active", "required: true or false");
-    }
+    json_t *body = api_body_json(ctx, &err);
+    int active = 0;
+    vg_status st = body ? webhook_patch_decode(body, &active, &err) : err.code;
     PGconn *db = st == VG_OK ? api_db(ctx, &err) : NULL;
     if (db) {
         api_actor(ctx, actor);
-        st = store_webhooks_set_active(db, id, json_is_true(active), actor, &out, &err);
+        st = store_webhooks_set_active(db, id, active, actor, &out, &err);
     } else if (st == VG_OK) {
         st = err.code;
     }

@@ -27,10 +27,13 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/api_limits.h"
 #include "store/store_list.h"
+#include "domain/bodies.h"
 #include "domain/timeparse.h"
 #include "domain/validate.h"
 #include "events/sse.h"
+#include "events/wake.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -192,6 +195,18 @@ void api_reply_error(api_ctx *ctx, const vg_error *err)
     set_reply(ctx, vg_status_http(code), text, "application/problem+json");
 }
 
+void api_reply_bytes(api_ctx *ctx, int status, const void *data, size_t len,
+                     const char *content_type)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        abort();
+    memcpy(copy, data, len);
+    copy[len] = '\0';
+    set_reply(ctx, status, copy, content_type);
+    ctx->reply_len = len; /* may hold NUL bytes (images) */
+}
+
 void api_reply_stream(api_ctx *ctx, struct MHD_Response *resp, const char *content_type)
 {
     set_reply(ctx, 200, NULL, content_type);
@@ -244,20 +259,7 @@ json_t *api_body_json(api_ctx *ctx, vg_error *err)
     if (!type || (strncasecmp(type, "application/json", 16) != 0 && !strstr(type, "+json")))
         return vg_fail(err, VG_E_MEDIA_TYPE, "Content-Type", "send the body as application/json"),
                NULL;
-    if (ctx->body_len == 0)
-        return vg_fail(err, VG_E_MALFORMED, "body", "a JSON body is required"), NULL;
-    int depth = json_text_depth(ctx->body, ctx->body_len);
-    if (depth > ctx->state->cfg->max_json_depth)
-        return vg_fail(err, VG_E_MALFORMED, "body", "JSON nesting deeper than %ld levels",
-                       ctx->state->cfg->max_json_depth),
-               NULL;
-    json_error_t jerr;
-    json_t *j = json_loadb(ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j)
-        return vg_fail(err, VG_E_MALFORMED, "body", "invalid JSON at line %d column %d: %s",
-                       jerr.line, jerr.column, jerr.text),
-               NULL;
-    return j;
+    return body_parse(ctx->body, ctx->body_len, ctx->state->cfg->max_json_depth, err);
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -342,6 +344,20 @@ static void authenticate_and_run(api_ctx *ctx)
             vg_error_clear(&err);
             return;
         }
+        int retry_after = 0;
+        if (!api_limits_take(&ctx->key, &retry_after)) {
+            api_reply_fail(ctx, VG_E_RATE_LIMITED, NULL,
+                           "key '%s' is over its rate limit (%ld requests/s, bursts of %ld); "
+                           "retry after %d s",
+                           ctx->key.name,
+                           ctx->key.role == ROLE_INGEST ? ctx->state->cfg->rate_limit_ingest
+                                                        : ctx->state->cfg->rate_limit,
+                           ctx->key.role == ROLE_INGEST ? ctx->state->cfg->rate_burst_ingest
+                                                        : ctx->state->cfg->rate_burst,
+                           retry_after);
+            ctx->retry_after = retry_after;
+            return;
+        }
         if (!(r->roles & ctx->key.role)) {
             api_reply_fail(ctx, VG_E_FORBIDDEN, NULL, "role '%s' may not %s %s",
                            role_name(ctx->key.role), r->method, r->pattern);
@@ -383,7 +399,18 @@ static enum MHD_Result queue_reply(api_ctx *ctx)
     if (ctx->reply_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctx->reply_type);
     MHD_add_response_header(resp, "X-Request-Id", ctx->request_id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            ctx->cache_control ? ctx->cache_control : "no-store");
+    /* Every body is exactly its declared type; never let a browser guess. */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (ctx->etag)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, ctx->etag);
+    if (ctx->csp) {
+        MHD_add_response_header(resp, "Content-Security-Policy", ctx->csp);
+        /* The event stream takes the key in its URL: send it to no one. */
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
     if (ctx->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, ctx->location);
     if (ctx->retry_after) {
@@ -447,11 +474,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx->body[ctx->body_len] = '\0';
         return MHD_YES;
     }
+    api_limits_request_received(conn);
     if (ctx->body_too_large)
         api_reply_fail(ctx, VG_E_TOO_LARGE, "body", "request body exceeds %ld bytes",
                        state->cfg->max_body_bytes);
     else
         dispatch(ctx);
+    /* A successful write committed events: wake the sequencer. */
+    if (strcmp(ctx->method, "GET") != 0 && ctx->status < 300)
+        wake_kick();
     if (ctx->db) {
         db_release(state->pool, ctx->db);
         ctx->db = NULL;
@@ -468,6 +499,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (ctx->db) /* only when MHD aborted the request before the handler ran */
         db_release(state->pool, ctx->db);
+    if (ctx->sse_slot)
+        api_limits_sse_release(&ctx->key);
+    api_limits_request_done(conn);
     double ms = (double)(now_epoch_us() - ctx->start_us) / 1000.0;
     metrics_http_observe(ctx->method, ctx->route ? ctx->route->pattern : "", ctx->status,
                          ms / 1000.0);
@@ -552,6 +586,11 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     /* The event-stream hub first: streams may be opened as soon as we listen. */
     if (sse_hub_start(cfg, pool, err) != VG_OK)
         return err->code;
+    if (api_limits_start(cfg, err) != VG_OK) {
+        sse_hub_shutdown();
+        sse_hub_free();
+        return err->code;
+    }
     /* Room for every event stream besides ordinary requests; doubled because
      * MHD splits the limit evenly between worker threads and the kernel does
      * not spread connections evenly. */
@@ -562,10 +601,13 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
         0, NULL, NULL, on_request, &state, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &state,
-        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)131072,
-        MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)131072, MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_max_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, api_limits_on_connection, NULL, MHD_OPTION_END);
     if (!d) {
         int e = errno;
+        api_limits_stop();
         sse_hub_shutdown();
         sse_hub_free();
         return vg_fail(err, VG_E_IO, "VIGIL_HTTP_ADDR", "cannot listen on %s: %s", cfg->http_addr,
@@ -593,6 +635,7 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
         log_warn("shutdown grace elapsed with %d requests still in flight",
                  atomic_load(&in_flight));
     MHD_stop_daemon(d);
+    api_limits_stop();
     sse_hub_free();
     log_info("stopped");
     return VG_OK;

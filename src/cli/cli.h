@@ -1,6 +1,8 @@
 /*
- * cli.h — operator commands that check and repair the event history:
- * `vigil audit verify`, `vigil reconcile` and `vigil replay`.
+ * cli.h — operator commands: checking and repairing the event history
+ * (`vigil audit verify`, `vigil reconcile`, `vigil replay`) and running the
+ * platform (`vigil import transactions`, `vigil status`, `vigil events tail`,
+ * `vigil demo seed`).
  *
  * Each command takes the loaded configuration and the arguments that follow
  * its name (argv[0] is the first option, not the command), prints its report
@@ -45,11 +47,36 @@ int cli_reconcile(const vg_config *cfg, int argc, char **argv);
  * publishes on P + event type (default "vigil.replay."). */
 int cli_replay(const vg_config *cfg, int argc, char **argv);
 
+/* vigil import transactions FILE [--format csv|jsonl] [--batch N]
+ *              [--rejects PATH] [--progress SECONDS] [--quiet]
+ * Bulk-loads transactions through vigil_ingest (src/cli/import.h); exit 1
+ * when any record was rejected. */
+int cli_import(const vg_config *cfg, int argc, char **argv);
+
+/* vigil status [--json]
+ * The pipeline at a glance: leaders, outbox, sequencer and publisher
+ * positions, the JetStream stream and consumers, dead letters. Exit 3 when
+ * PostgreSQL is unreachable; NATS unreachable is reported, not fatal. */
+int cli_status(const vg_config *cfg, int argc, char **argv);
+
+/* vigil events tail [--type PREFIX] [--after SEQ] [--follow] [--limit N]
+ * Prints event_log's CloudEvents as JSON Lines in seq order. */
+int cli_events_tail(const vg_config *cfg, int argc, char **argv);
+
+/* vigil demo seed [--customers N] [--days D] [--seed S]
+ * Realistic demo customers and transactions that fire every built-in rule,
+ * loaded through the importer. */
+int cli_demo_seed(const vg_config *cfg, int argc, char **argv);
+
 /* ---- shared by the files in src/cli/ ------------------------------------ */
 
 /* Parses a positive seq given to option `opt` of command `cmd` into *out.
  * Returns 0, or prints a usage error on stderr and returns -1. */
 int cli_parse_seq(const char *cmd, const char *opt, const char *value, int64_t *out);
+
+/* Prints "vigil CMD: MSG ARG" and then "usage: USAGE" on stderr (arg may be
+ * NULL) and returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *msg, const char *arg);
 
 /* Prints "vigil CMD: <field>: <detail>" on stderr and returns the exit code
  * for err->code (CLI_UNAVAILABLE or CLI_FAILED). */

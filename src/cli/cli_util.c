@@ -23,6 +23,12 @@ int cli_parse_seq(const char *cmd, const char *opt, const char *value, int64_t *
     return 0;
 }
 
+int cli_usage_error(const char *cmd, const char *usage, const char *msg, const char *arg)
+{
+    fprintf(stderr, "vigil %s: %s%s\nusage: %s\n", cmd, msg, arg ? arg : "", usage);
+    return CLI_USAGE;
+}
+
 int cli_fail(const char *cmd, const vg_error *err)
 {
     fprintf(stderr, "vigil %s: %s%s%s\n", cmd, err->field[0] ? err->field : "",

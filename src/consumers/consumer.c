@@ -15,6 +15,8 @@
  */
 #include "consumers/consumer.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@
 #include "domain/validate.h"
 #include "events/leader.h"
 #include "events/stream.h"
+#include "events/wake.h"
 #include "store/db.h"
 #include "util/log.h"
 
@@ -74,6 +77,7 @@ vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *de
         goto fail;
     if ((st = db_commit(c, err)) != VG_OK)
         goto fail;
+    wake_kick(); /* the handler may have written events */
     return VG_OK;
 fail:
     db_rollback(c);
@@ -105,6 +109,35 @@ static int64_t backoff_ms(const vg_config *cfg, uint64_t delivered)
     return d;
 }
 
+vg_status consumer_event_decode(const char *body, size_t len, const char *seq_hdr,
+                                const char *subject, json_t **event, consumer_event *ev,
+                                vg_error *err)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, 0, &jerr);
+    /* The header must be all digits: atoll would read "12abc" as 12, and
+     * its result on overflow is undefined. */
+    long long hdr_seq = 0;
+    if (seq_hdr) {
+        char *end;
+        errno = 0;
+        hdr_seq = isdigit((unsigned char)seq_hdr[0]) ? strtoll(seq_hdr, &end, 10) : 0;
+        if (hdr_seq && (errno || *end))
+            hdr_seq = 0;
+    }
+    *ev = (consumer_event){
+        .id = json_string_value(json_object_get(j, "id")),
+        .seq = seq_hdr ? hdr_seq : json_integer_value(json_object_get(j, "seq")),
+        .type = subject,
+        .event = j,
+        .data = json_object_get(j, "data"),
+    };
+    *event = j;
+    if (!j || !ev->id || !uuid_parse(ev->id, NULL) || ev->seq <= 0)
+        return vg_fail(err, VG_E_MALFORMED, NULL, "not a Vigil CloudEvent (no id or seq)");
+    return VG_OK;
+}
+
 /* Handles one message; returns 0 when done with it, -1 to hold and retry
  * (database unavailable). crash_before_ack: fault injection, see
  * consumer_run. */
@@ -122,22 +155,14 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
         atomic_fetch_add(&s->redeliveries, 1);
     const char *seq_hdr = NULL;
     natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
-    json_error_t jerr;
-    json_t *event = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &jerr);
-    consumer_event ev = {
-        .id = json_string_value(json_object_get(event, "id")),
-        .seq = seq_hdr ? atoll(seq_hdr) : json_integer_value(json_object_get(event, "seq")),
-        .type = natsMsg_GetSubject(m),
-        .event = event,
-        .data = json_object_get(event, "data"),
-    };
+    json_t *event = NULL;
+    consumer_event ev;
     vg_error err = {0};
-    vg_status st;
     int dup = 0;
     int64_t t0 = now_epoch_us();
-    if (!event || !ev.id || !uuid_parse(ev.id, NULL) || ev.seq <= 0)
-        st = vg_fail(&err, VG_E_MALFORMED, NULL, "not a Vigil CloudEvent (no id or seq)");
-    else
+    vg_status st = consumer_event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                                         seq_hdr, natsMsg_GetSubject(m), &event, &ev, &err);
+    if (st == VG_OK)
         st = consumer_apply(c, cfg, def, &ev, &dup, &err);
     atomic_fetch_add(&s->busy_us, now_epoch_us() - t0);
     int rc = 0;

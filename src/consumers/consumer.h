@@ -29,6 +29,16 @@ typedef struct consumer_event {
     const json_t *data;  /* its "data" member */
 } consumer_event;
 
+/* Decodes a message body (len bytes) as a Vigil CloudEvent: `seq_hdr` (the
+ * Vigil-Seq header, decimal digits only; may be NULL: then the event's "seq" member) and
+ * `subject` (the event type) come from the message. *event receives the
+ * parsed JSON (the caller's to json_decref, also on failure; NULL when not
+ * JSON) and `ev` borrows from it. VG_E_MALFORMED unless the body is JSON
+ * with a UUID "id" and the seq is positive. Pure: no I/O. */
+vg_status consumer_event_decode(const char *body, size_t len, const char *seq_hdr,
+                                const char *subject, json_t **event, consumer_event *ev,
+                                vg_error *err);
+
 /* Applies the event's effect on `c`, inside the runner's transaction. Must
  * not COMMIT or ROLLBACK. VG_E_UNAVAILABLE means "retry later, not the
  * event's fault"; any other failure counts as a failed delivery. */

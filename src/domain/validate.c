@@ -311,6 +311,10 @@ static vg_status decode_object(const json_t *obj, const char *where, const membe
         size_t i = 0;
         while (i < n && strcmp(key, members[i].name) != 0)
             i++;
+        if (i == n && !key[0]) /* no name to report: name the object holding it */
+            return vg_fail(err, VG_E_INVALID, where,
+                           "unknown field \"\" (a member with an "
+                           "empty name)");
         if (i == n) {
             member_field(field, where, key);
             return vg_fail(err, VG_E_INVALID, field, "unknown field");
@@ -444,6 +448,10 @@ vg_status customer_decode(const json_t *body, int is_patch, int32_t today_days, 
     vg_status st = decode_object(body, "", customer_members,
                                  sizeof customer_members / sizeof customer_members[0], !is_patch,
                                  &in, &ctx, &present, err);
+    /* A failure of the body itself (not an object, a member with an empty
+     * name) has no member to name: name the body, as tx bodies do. */
+    if (st != VG_OK && err && !err->field[0])
+        snprintf(err->field, sizeof err->field, "body");
     if (st != VG_OK)
         return st;
     if (is_patch && present == 0)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "domain/bodies.h"
 #include "domain/validate.h"
 
 /* Checks the url member; writes it to `out`. */
@@ -35,6 +36,10 @@ static vg_status decode_url(const json_t *v, char out[WEBHOOK_URL_MAX + 1], vg_e
     CURLUcode rc = curl_url_set(u, CURLUPART_URL, s, 0);
     if (rc != CURLUE_OK)
         st = vg_fail(err, VG_E_INVALID, "url", "not an absolute URL: %s", curl_url_strerror(rc));
+    /* libcurl also reads "https:/host" (one slash) as https://host; the text
+     * is stored and shown as sent, so it must already be the usual form. */
+    else if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
+        st = vg_fail(err, VG_E_INVALID, "url", "must start with http:// or https://");
     else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
              (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
         st = vg_fail(err, VG_E_INVALID, "url", "must be an http:// or https:// URL");
@@ -118,18 +123,8 @@ static vg_status decode_secret(const json_t *v, webhook_input *in, vg_error *err
 vg_status webhook_decode(const json_t *body, webhook_input *out, vg_error *err)
 {
     static const char *const known[] = {"url", "event_types", "secret", NULL};
-    if (!json_is_object(body))
-        return vg_fail(err, VG_E_INVALID, "body", "must be a JSON object");
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)body, key, v)
-    {
-        int ok = 0;
-        for (const char *const *k = known; *k && !ok; k++)
-            ok = strcmp(*k, key) == 0;
-        if (!ok)
-            return vg_fail(err, VG_E_INVALID, key, "unknown field (url, event_types, secret)");
-    }
+    if (body_members_only(body, known, err) != VG_OK)
+        return err->code;
     webhook_input in;
     vg_status st = decode_url(json_object_get(body, "url"), in.url, err);
     if (st == VG_OK)

@@ -4,11 +4,126 @@
  */
 #include "events/stream.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
+
+/* Why the last libnats call on this thread failed with s: the server's or
+ * TLS layer's own words ("Authorization Violation", "SSL handshake error:
+ * ... unable to get local issuer certificate") without libnats' source
+ * location, else the status text. */
+static void failure_text(natsStatus s, char *out, size_t outsz)
+{
+    const char *text = nats_GetLastError(NULL);
+    if (text && text[0] == '(') { /* "(conn.c:733): SSL handshake error..." */
+        const char *end = strstr(text, "): ");
+        text = end ? end + 3 : text;
+    }
+    snprintf(out, outsz, "%s", text && text[0] ? text : natsStatus_GetText(s));
+}
+
+/* Reads the first line of `path` (a secret: password or token) into out,
+ * without its line end. The caller wipes out after use. */
+static vg_status read_secret(const char *path, const char *field, char *out, size_t outsz,
+                             vg_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return vg_fail(err, VG_E_CONFIG, field, "%s: cannot read %s: %s", field, path,
+                       strerror(errno));
+    int ok = fgets(out, (int)outsz, f) != NULL;
+    fclose(f);
+    out[ok ? strcspn(out, "\r\n") : 0] = '\0';
+    if (!out[0])
+        return vg_fail(err, VG_E_CONFIG, field, "%s: %s is empty", field, path);
+    return VG_OK;
+}
+
+/* The host name of a single-server URL ("tls://user:pw@nats.example:4222"
+ * → "nats.example"); 0 for a list of servers and for an IP address, whose
+ * certificates OpenSSL's host-name check cannot match. */
+static int url_host(const char *url, char *out, size_t outsz)
+{
+    if (strchr(url, ','))
+        return 0;
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *at = strchr(p, '@');
+    if (at)
+        p = at + 1;
+    size_t n = strcspn(p, ":/");
+    if (n == 0 || n >= outsz || *p == '[')
+        return 0;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, out, addr) != 1;
+}
+
+/* Applies the authentication and TLS settings (VIGIL_NATS_*) to o. Which
+ * combinations are allowed was checked by config_load. */
+static vg_status apply_security(natsOptions *o, const vg_config *cfg, vg_error *err)
+{
+    char secret[1024];
+    natsStatus s = NATS_OK;
+    const char *field = NULL;
+    vg_status st = VG_OK;
+    if (cfg->nats_user[0]) {
+        field = "VIGIL_NATS_PASSWORD_FILE";
+        st = read_secret(cfg->nats_password_file, field, secret, sizeof secret, err);
+        if (st == VG_OK)
+            s = natsOptions_SetUserInfo(o, cfg->nats_user, secret);
+        explicit_bzero(secret, sizeof secret);
+    } else if (cfg->nats_token_file[0]) {
+        field = "VIGIL_NATS_TOKEN_FILE";
+        st = read_secret(cfg->nats_token_file, field, secret, sizeof secret, err);
+        if (st == VG_OK)
+            s = natsOptions_SetToken(o, secret);
+        explicit_bzero(secret, sizeof secret);
+    } else if (cfg->nats_creds[0]) {
+        field = "VIGIL_NATS_CREDS";
+        s = natsOptions_SetUserCredentialsFromFiles(o, cfg->nats_creds, NULL);
+    } else if (cfg->nats_nkey[0]) {
+        field = "VIGIL_NATS_NKEY_SEED";
+        s = natsOptions_SetNKeyFromSeed(o, cfg->nats_nkey, cfg->nats_nkey_seed);
+    }
+    if (st == VG_OK && s == NATS_OK && cfg->nats_tls_ca[0]) {
+        char host[256];
+        field = "VIGIL_NATS_TLS_CA";
+        s = natsOptions_SetSecure(o, true);
+        if (s == NATS_OK)
+            s = natsOptions_LoadCATrustedCertificates(o, cfg->nats_tls_ca);
+        /* libnats checks only the chain unless told which name to expect. */
+        if (s == NATS_OK && url_host(cfg->nats_url, host, sizeof host))
+            s = natsOptions_SetExpectedHostname(o, host);
+    }
+    if (st == VG_OK && s == NATS_OK && cfg->nats_tls_cert[0]) {
+        field = "VIGIL_NATS_TLS_CERT";
+        s = natsOptions_SetSecure(o, true);
+        if (s == NATS_OK)
+            s = natsOptions_LoadCertificatesChain(o, cfg->nats_tls_cert, cfg->nats_tls_key);
+    }
+    if (st == VG_OK && s != NATS_OK) {
+        char why[200];
+        failure_text(s, why, sizeof why);
+        st = vg_fail(err, VG_E_CONFIG, field, "%s: %s", field, why);
+    }
+    return st;
+}
+
+natsStatus stream_conn_error(natsConnection *nc, char *out, size_t outsz)
+{
+    const char *text = NULL;
+    natsStatus s = nc ? natsConnection_GetLastError(nc, &text) : NATS_OK;
+    if (s == NATS_OK || !text || !text[0])
+        text = s == NATS_OK ? "" : natsStatus_GetText(s);
+    snprintf(out, outsz, "%s", text);
+    return s;
+}
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
@@ -22,6 +137,40 @@ static void on_reconnected(natsConnection *nc, void *closure)
     const stream_callbacks *cb = closure;
     if (cb && cb->reconnected)
         cb->reconnected(cb->closure);
+}
+
+int stream_probe(const vg_config *cfg, char *why, size_t whysz)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    vg_error err = {0};
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, cfg->nats_url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, "vigil-probe");
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, 1000);
+    if (s == NATS_OK)
+        s = natsOptions_SetAllowReconnect(o, false);
+    if (s == NATS_OK && apply_security(o, cfg, &err) != VG_OK) {
+        snprintf(why, whysz, "%s", err.detail);
+        vg_error_clear(&err);
+        natsOptions_Destroy(o);
+        return 1;
+    }
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&nc, o);
+    failure_text(s, why, whysz);
+    natsConnection_Destroy(nc);
+    natsOptions_Destroy(o);
+    /* Down, stopped or unreachable is not a refusal: those say nothing new. */
+    int refused = s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED ||
+                  s == NATS_SSL_ERROR || s == NATS_SECURE_CONNECTION_WANTED ||
+                  s == NATS_SECURE_CONNECTION_REQUIRED || s == NATS_ERR;
+    if (!refused)
+        why[0] = '\0';
+    return refused;
 }
 
 vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first,
@@ -40,6 +189,10 @@ vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first
         s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK && apply_security(o, cfg, err) != VG_OK) {
+        natsOptions_Destroy(o);
+        return err ? err->code : VG_E_CONFIG;
+    }
     /* With a connected callback the first connect returns at once
      * (NATS_NOT_YET_CONNECTED) and retries in the background; without one
      * it would block until NATS answers, and shutdown with it. */
@@ -61,12 +214,14 @@ vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first
         s = natsConnection_JetStream(js, *nc, js_opts);
     natsOptions_Destroy(o);
     if (s != NATS_OK) {
+        char why[200];
+        failure_text(s, why, sizeof why);
         jsCtx_Destroy(*js);
         natsConnection_Destroy(*nc);
         *js = NULL;
         *nc = NULL;
         return vg_fail(err, VG_E_UNAVAILABLE, "VIGIL_NATS_URL", "cannot connect to NATS at %s: %s",
-                       cfg->nats_url, natsStatus_GetText(s));
+                       cfg->nats_url, why);
     }
     return VG_OK;
 }

@@ -27,13 +27,28 @@ typedef struct stream_callbacks {
     void *closure;
 } stream_callbacks;
 
-/* Connects to cfg->nats_url, reconnecting forever in the background. With
+/* Connects to cfg->nats_url with the configured authentication (user and
+ * password, token, creds file or nkey) and TLS (CA, client certificate),
+ * reconnecting forever in the background. A setting that cannot be applied
+ * (unreadable file, bad certificate) is VG_E_CONFIG naming it. With
  * `retry_first` the first connect also retries in the background
  * (NATS_NOT_YET_CONNECTED is success). On success *nc and *js are set;
  * `js_opts` (may be NULL) configures async publishing. */
 vg_status stream_connect(const vg_config *cfg, const char *name, int retry_first,
                          const stream_callbacks *cb, jsOptions *js_opts, natsConnection **nc,
                          jsCtx **js, vg_error *err);
+
+/* The connection's last error as the server or TLS layer put it
+ * ("Authorization Violation", a certificate failure), or "" when none;
+ * returns its status (NATS_OK when none). */
+natsStatus stream_conn_error(natsConnection *nc, char *out, size_t outsz);
+
+/* One connection attempt with the configured authentication and TLS, at
+ * most 1 s, closed at once: tells a publisher whose background reconnects
+ * only say "no server available" why NATS refuses it. Returns 1 when NATS
+ * answered and refused (authentication, permissions, TLS), with the reason in
+ * why; 0 otherwise (connected, down, unreachable), with why "". */
+int stream_probe(const vg_config *cfg, char *why, size_t whysz);
 
 /* Creates the stream when missing; when it exists, checks that its subjects,
  * storage, duplicate window and replicas are what the configuration says.

@@ -3,7 +3,9 @@
  *
  * The advisory lock makes `vigil migrate` safe to run from several
  * instances at once (e.g. every replica at deploy time): one applies, the
- * others wait and then find nothing left to do.
+ * others wait and then find nothing left to do. After the migrations it
+ * re-applies the service role's grants (0012_least_privilege.sql), so it must
+ * run as the schema owner.
  */
 #include "store/migrate.h"
 
@@ -57,6 +59,46 @@ static vg_status apply_one(PGconn *c, const migration_file *m, vg_error *err)
     return st;
 }
 
+/* Re-derives the service role's grants (0012) so that tables added by any
+ * migration are covered; a no-op before 0012 exists. */
+static vg_status apply_grants(PGconn *c, vg_error *err)
+{
+    PGresult *r = db_exec(c, "SELECT to_regprocedure('public.vigil_apply_grants()') IS NOT NULL", 0,
+                          NULL, err);
+    if (!r)
+        return err ? err->code : VG_E_INTERNAL;
+    int present = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return present ? db_run(c, "SELECT vigil_apply_grants()", 0, NULL, err) : VG_OK;
+}
+
+vg_status migrate_service_member(PGconn *c, const char *role, int *created, vg_error *err)
+{
+    const char *p[] = {role};
+    PGresult *r = db_exec(c, "SELECT vigil_service_member($1)", 1, p, err);
+    if (!r)
+        return err ? err->code : VG_E_INTERNAL;
+    if (created)
+        *created = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return VG_OK;
+}
+
+int migrate_is_privileged(PGconn *c, vg_error *err)
+{
+    PGresult *r = db_exec(c,
+                          "SELECT rolsuper OR coalesce(pg_has_role(current_user,"
+                          " (SELECT relowner FROM pg_class"
+                          "  WHERE oid = to_regclass('public.event_log')), 'USAGE'), false)"
+                          " FROM pg_roles WHERE rolname = current_user",
+                          0, NULL, err);
+    if (!r)
+        return -1;
+    int priv = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return priv;
+}
+
 vg_status migrate_run(PGconn *c, int *applied, vg_error *err)
 {
     int n = 0;
@@ -78,6 +120,8 @@ vg_status migrate_run(PGconn *c, int *applied, vg_error *err)
             n++;
         }
     }
+    if (st == VG_OK)
+        st = apply_grants(c, err);
     db_run(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", 0, NULL, NULL);
     if (applied)
         *applied = n;

@@ -1,15 +1,27 @@
 /*
- * store_keys.c — creation, lookup and listing of API keys.
+ * store_keys.c — creation, lookup, revocation and listing of API keys.
  *
  * Only a SHA-256 of each key is stored. A key has 256 bits of entropy, so a
- * fast hash is enough (no password stretching needed) and lookup by hash is
- * an index probe: the secret is never compared byte by byte in C.
+ * fast hash is enough (no password stretching needed).
+ *
+ * Constant-time comparison. Looking a key up by its hash in SQL would
+ * compare hashes with memcmp inside a B-tree probe; that timing reveals how
+ * many leading bytes of sha256(guess) match a stored hash, which tells an
+ * attacker nothing about a secret they cannot invert the hash to. So it was
+ * never an exploitable oracle. Still, an index probe on secret-derived data
+ * is a pattern reviewers must reason about each time; instead the lookup
+ * uses only the key's public prefix ("vgl_" + 8 characters, the same text
+ * `vigil keys list` prints), and the secret-derived comparison happens here
+ * with CRYPTO_memcmp, whose time does not depend on where bytes differ.
+ * Every candidate with that prefix is compared (in practice one).
  */
 #include "store/store_keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/db.h"
@@ -70,15 +82,22 @@ static void base64url(const unsigned char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-static void fill_info(PGresult *r, api_key_info *info)
+static void fill_info_row(PGresult *r, int row, api_key_info *info)
 {
-    snprintf(info->id, sizeof info->id, "%s", PQgetvalue(r, 0, 0));
-    snprintf(info->name, sizeof info->name, "%s", PQgetvalue(r, 0, 1));
-    info->role = role_parse(PQgetvalue(r, 0, 2));
+    snprintf(info->id, sizeof info->id, "%s", PQgetvalue(r, row, 0));
+    snprintf(info->name, sizeof info->name, "%s", PQgetvalue(r, row, 1));
+    info->role = role_parse(PQgetvalue(r, row, 2));
+    info->expires_at[0] = '\0';
 }
 
-vg_status keys_create(PGconn *c, const char *role, const char *name,
-                      char secret[API_KEY_SECRET_MAX], api_key_info *info, vg_error *err)
+static void fill_info(PGresult *r, api_key_info *info)
+{
+    fill_info_row(r, 0, info);
+}
+
+vg_status keys_create(PGconn *c, const char *role, const char *name, const char *expires_at,
+                      long long expires_in_s, char secret[API_KEY_SECRET_MAX], api_key_info *info,
+                      vg_error *err)
 {
     if (!role_parse(role))
         return vg_fail(err, VG_E_INVALID, "role",
@@ -88,45 +107,112 @@ vg_status keys_create(PGconn *c, const char *role, const char *name,
         return vg_fail(err, VG_E_INTERNAL, NULL, "no randomness available for a new key");
     memcpy(secret, "vgl_", 4);
     base64url(raw, sizeof raw, secret + 4);
-    char hash[65], prefix[13];
+    char hash[65], prefix[KEY_PREFIX_LEN + 1], in_s[32];
     keys_hash_hex(secret, hash);
-    snprintf(prefix, sizeof prefix, "%.12s", secret);
-    const char *p[] = {name, role, hash, prefix};
+    snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
+    snprintf(in_s, sizeof in_s, "%lld", expires_in_s);
+    const char *p[] = {name, role, hash, prefix, expires_at, expires_in_s > 0 ? in_s : NULL};
     PGresult *r = db_exec(c,
-                          "INSERT INTO api_keys (name, role, key_hash, key_prefix) "
-                          "VALUES ($1, $2, decode($3, 'hex'), $4) RETURNING id, name, role",
-                          4, p, err);
+                          "INSERT INTO api_keys (name, role, key_hash, key_prefix, expires_at)"
+                          " VALUES ($1, $2, decode($3, 'hex'), $4, coalesce($5::timestamptz,"
+                          " now() + $6::bigint * interval '1 second'))"
+                          " RETURNING id, name, role, vigil_ts(expires_at)",
+                          6, p, err);
     if (!r)
         return err ? err->code : VG_E_INTERNAL;
-    if (info)
+    if (info) {
         fill_info(r, info);
+        snprintf(info->expires_at, sizeof info->expires_at, "%s", PQgetvalue(r, 0, 3));
+    }
     PQclear(r);
     return VG_OK;
 }
 
 vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err)
 {
-    char hash[65];
-    keys_hash_hex(secret, hash);
-    const char *p[] = {hash};
-    /* One round trip: look the key up and record its use, at most once a
-     * minute per key (an UPDATE that matches nothing writes nothing, so
-     * most requests stay read-only and never wait on the key's row). */
+    /* Anything but a key's alphabet cannot be a key (and must not reach
+     * SQL as a prefix that is not valid UTF-8). */
+    size_t n = strlen(secret);
+    if (n < KEY_PREFIX_LEN || strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                             "0123456789-_") != n)
+        return vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "unknown API key");
+    unsigned char want[32];
+    unsigned int len = 0;
+    EVP_Digest(secret, n, want, &len, EVP_sha256(), NULL);
+    char prefix[KEY_PREFIX_LEN + 1];
+    snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
+    const char *p[] = {prefix};
     PGresult *r = db_exec(c,
-                          "WITH k AS (SELECT id, name, role, last_used_at FROM api_keys"
-                          "  WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL),"
-                          " touch AS (UPDATE api_keys a SET last_used_at = now() FROM k"
-                          "  WHERE a.id = k.id AND (k.last_used_at IS NULL"
-                          "  OR k.last_used_at < now() - interval '1 minute'))"
-                          " SELECT id, name, role FROM k",
+                          "SELECT id, name, role, encode(key_hash, 'hex'), revoked_at IS NOT NULL,"
+                          " vigil_ts(expires_at), expires_at <= now(),"
+                          " last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
+                          " FROM api_keys WHERE key_prefix = $1",
+                          1, p, err);
+    if (!r)
+        return err ? err->code : VG_E_INTERNAL;
+    int match = -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *hex = PQgetvalue(r, i, 3); /* 64 hex digits */
+        unsigned char have[32];
+        if (strlen(hex) != 64)
+            continue;
+        for (int b = 0; b < 32; b++) {
+            char two[3] = {hex[2 * b], hex[2 * b + 1], 0};
+            have[b] = (unsigned char)strtoul(two, NULL, 16);
+        }
+        if (CRYPTO_memcmp(have, want, sizeof want) == 0)
+            match = i;
+    }
+    vg_status st = VG_OK;
+    if (match < 0)
+        st = vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "unknown API key");
+    else if (strcmp(PQgetvalue(r, match, 4), "t") == 0)
+        st = vg_fail(err, VG_E_UNAUTHORIZED, "Authorization",
+                     "this API key was revoked; ask an administrator for a new one");
+    else if (strcmp(PQgetvalue(r, match, 6), "t") == 0)
+        st = vg_fail(err, VG_E_UNAUTHORIZED, "Authorization",
+                     "this API key expired at %s; ask an administrator for a new one",
+                     PQgetvalue(r, match, 5));
+    else {
+        fill_info_row(r, match, info);
+        /* Record the use, at most once a minute per key, so most requests
+         * stay read-only and never wait on the key's row. */
+        if (strcmp(PQgetvalue(r, match, 7), "t") == 0) {
+            const char *u[] = {info->id};
+            st = db_run(c, "UPDATE api_keys SET last_used_at = now() WHERE id = $1", 1, u, err);
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+vg_status keys_revoke(PGconn *c, const char *id_or_prefix, api_key_info *info, int *already,
+                      vg_error *err)
+{
+    const char *p[] = {id_or_prefix};
+    PGresult *r = db_exec(c,
+                          "SELECT id, name, role, revoked_at IS NOT NULL FROM api_keys"
+                          " WHERE id::text = lower($1) OR key_prefix = $1",
                           1, p, err);
     if (!r)
         return err ? err->code : VG_E_INTERNAL;
     vg_status st = VG_OK;
-    if (PQntuples(r) != 1)
-        st = vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "unknown or revoked API key");
-    else
+    if (PQntuples(r) == 0)
+        st = vg_fail(err, VG_E_NOT_FOUND, "key", "no key has the id or prefix '%s'", id_or_prefix);
+    else if (PQntuples(r) > 1)
+        st = vg_fail(err, VG_E_CONFLICT, "key",
+                     "%d keys have the prefix '%s'; give the key's id (vigil keys list)",
+                     PQntuples(r), id_or_prefix);
+    else {
         fill_info(r, info);
+        *already = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
+        const char *u[] = {info->id};
+        if (!*already)
+            st = db_run(c,
+                        "UPDATE api_keys SET revoked_at = now() WHERE id = $1"
+                        " AND revoked_at IS NULL",
+                        1, u, err);
+    }
     PQclear(r);
     return st;
 }
@@ -137,7 +223,9 @@ json_t *keys_list(PGconn *c, vg_error *err)
         db_exec(c,
                 "SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'name', name, 'role', role,"
                 " 'prefix', key_prefix, 'created_at', vigil_ts(created_at),"
-                " 'revoked_at', vigil_ts(revoked_at), 'last_used_at', vigil_ts(last_used_at))"
+                " 'revoked_at', vigil_ts(revoked_at), 'expires_at', vigil_ts(expires_at),"
+                " 'last_used_at', vigil_ts(last_used_at), 'state', CASE WHEN revoked_at IS NOT"
+                " NULL THEN 'revoked' WHEN expires_at <= now() THEN 'expired' ELSE 'active' END)"
                 " ORDER BY created_at), '[]')::text FROM api_keys",
                 0, NULL, err);
     if (!r)

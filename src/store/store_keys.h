@@ -28,21 +28,38 @@ typedef struct api_key_info {
     char id[37];
     char name[129];
     vg_role role;
+    char expires_at[40]; /* RFC 3339, "" when the key never expires (keys_create) */
 } api_key_info;
+
+/* Characters of a key that identify it publicly (stored, listed, used for
+ * lookup): "vgl_" + 8 of the 43 random ones. */
+#define KEY_PREFIX_LEN 12
 
 /* Creates a key for `role` named `name`: 32 random bytes from OpenSSL,
  * written as "vgl_" + base64url. Writes the secret into `secret` (shown to
- * the user once; only its SHA-256 is stored). */
+ * the user once; only its SHA-256 is stored). The key expires at
+ * `expires_at` (RFC 3339, checked by PostgreSQL) or `expires_in_s` seconds
+ * from now when > 0; never when both are unset (NULL, 0). */
 #define API_KEY_SECRET_MAX 64
-vg_status keys_create(PGconn *c, const char *role, const char *name,
-                      char secret[API_KEY_SECRET_MAX], api_key_info *info, vg_error *err);
+vg_status keys_create(PGconn *c, const char *role, const char *name, const char *expires_at,
+                      long long expires_in_s, char secret[API_KEY_SECRET_MAX], api_key_info *info,
+                      vg_error *err);
 
-/* Looks up an active (not revoked) key by its secret and records its use
- * (last_used_at, to the minute). VG_E_UNAUTHORIZED when
- * unknown or revoked; VG_E_UNAVAILABLE when the database is down. */
+/* Looks up an active (not revoked, not expired) key by its secret and
+ * records its use (last_used_at, to the minute). VG_E_UNAUTHORIZED with a
+ * detail saying whether the key is unknown, revoked or expired (only a
+ * holder of the exact secret learns which); VG_E_UNAVAILABLE when the
+ * database is down. */
 vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err);
 
-/* Array of {id, name, role, prefix, created_at, revoked_at, last_used_at}. */
+/* Revokes the key whose id or prefix is `id_or_prefix` (at once: every
+ * request looks the key up). *already = 1 when it was revoked before (no
+ * change). VG_E_NOT_FOUND; VG_E_CONFLICT when a prefix names several keys. */
+vg_status keys_revoke(PGconn *c, const char *id_or_prefix, api_key_info *info, int *already,
+                      vg_error *err);
+
+/* Array of {id, name, role, prefix, created_at, revoked_at, expires_at,
+ * last_used_at, state: active|revoked|expired}. */
 json_t *keys_list(PGconn *c, vg_error *err);
 
 /* SHA-256 of `secret` as 64 lower-case hex characters + NUL. */

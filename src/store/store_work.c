@@ -75,6 +75,31 @@ typedef struct transition_spec {
     int (*allowed)(const char *from, const char *to);
 } transition_spec;
 
+/* The step itself, inside the caller's transaction. */
+static vg_status transition_in_tx(PGconn *c, const transition_spec *spec, const char *id,
+                                  const char *to, const char *note, const char *actor,
+                                  const char *extra, char **out, vg_error *err)
+{
+    const char *p[] = {id};
+    PGresult *r = db_exec(c, spec->lock_sql, 1, p, err);
+    if (!r)
+        return err ? err->code : VG_E_INTERNAL;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return vg_fail(err, VG_E_NOT_FOUND, NULL, "%s %s not found", spec->what, id);
+    }
+    char from[32];
+    snprintf(from, sizeof from, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!spec->allowed(from, to))
+        return vg_fail(err, VG_E_CONFLICT, "status", "%s is '%s'; it cannot move to '%s'",
+                       spec->what, from, to);
+    if (!out) /* a check only */
+        return VG_OK;
+    const char *u[] = {id, to, note, actor, extra};
+    return db_json(c, spec->update_sql, spec->nparams, u, spec->what, out, err);
+}
+
 static vg_status transition(PGconn *c, const transition_spec *spec, const char *id, const char *to,
                             const char *note, const char *actor, const char *extra, char **out,
                             vg_error *err)
@@ -82,48 +107,36 @@ static vg_status transition(PGconn *c, const transition_spec *spec, const char *
     vg_status st = db_begin(c, err);
     if (st != VG_OK)
         return st;
-    const char *p[] = {id};
-    PGresult *r = db_exec(c, spec->lock_sql, 1, p, err);
-    if (!r) {
-        st = err ? err->code : VG_E_INTERNAL;
-        goto fail;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        st = vg_fail(err, VG_E_NOT_FOUND, NULL, "%s %s not found", spec->what, id);
-        goto fail;
-    }
-    char from[32];
-    snprintf(from, sizeof from, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (!spec->allowed(from, to)) {
-        st = vg_fail(err, VG_E_CONFLICT, "status", "%s is '%s'; it cannot move to '%s'", spec->what,
-                     from, to);
-        goto fail;
-    }
-    const char *u[] = {id, to, note, actor, extra};
-    st = db_json(c, spec->update_sql, spec->nparams, u, spec->what, out, err);
+    st = transition_in_tx(c, spec, id, to, note, actor, extra, out, err);
     if (st == VG_OK)
         st = db_commit(c, err);
     if (st == VG_OK)
         return VG_OK;
     free(*out);
     *out = NULL;
-fail:
     db_rollback(c);
     return st;
 }
 
+static const transition_spec alert_spec = {
+    "alert", "SELECT status FROM alerts WHERE id = $1 FOR UPDATE",
+    "UPDATE alerts SET status = $2, disposition = $5, note = coalesce($3, note),"
+    " actor = $4, updated_at = now() WHERE id = $1 RETURNING vigil_alert_json(alerts)::text",
+    5, alert_transition_ok};
+
 vg_status alert_transition(PGconn *c, const char *id, const char *to, const char *disposition,
                            const char *note, const char *actor, char **out, vg_error *err)
 {
-    static const transition_spec spec = {
-        "alert", "SELECT status FROM alerts WHERE id = $1 FOR UPDATE",
-        "UPDATE alerts SET status = $2, disposition = $5, note = coalesce($3, note),"
-        " actor = $4, updated_at = now() WHERE id = $1 RETURNING vigil_alert_json(alerts)::text",
-        5, alert_transition_ok};
     *out = NULL;
-    return transition(c, &spec, id, to, note, actor, disposition, out, err);
+    return transition(c, &alert_spec, id, to, note, actor, disposition, out, err);
+}
+
+vg_status alert_transition_in_tx(PGconn *c, const char *id, const char *to, const char *disposition,
+                                 const char *note, const char *actor, char **out, vg_error *err)
+{
+    if (out)
+        *out = NULL;
+    return transition_in_tx(c, &alert_spec, id, to, note, actor, disposition, out, err);
 }
 
 vg_status kyc_transition(PGconn *c, const char *id, const char *to, const char *note,
@@ -166,28 +179,26 @@ static vg_status check_param(const char *key, const json_t *cur, const json_t *v
     return VG_OK;
 }
 
-vg_status rule_update(PGconn *c, const char *id, const json_t *patch, const char *mode,
-                      const char *severity, const char *actor, char **out, vg_error *err)
+/* Locks rule `id`, merges `patch` into its params (each key must exist and
+ * keep its type) and hands out the merged params (compact, sorted keys) and
+ * the current version. Inside the caller's transaction. */
+static vg_status rule_merge(PGconn *c, const char *id, const json_t *patch, char **params_text,
+                            long *version, vg_error *err)
 {
-    *out = NULL;
-    vg_status st = db_begin(c, err);
-    if (st != VG_OK)
-        return st;
+    *params_text = NULL;
     const char *p[] = {id};
-    json_t *params = NULL;
-    char *params_text = NULL;
-    PGresult *r = db_exec(c, "SELECT params::text FROM rules WHERE id = $1 FOR UPDATE", 1, p, err);
-    if (!r) {
-        st = err ? err->code : VG_E_INTERNAL;
-        goto end;
-    }
+    PGresult *r =
+        db_exec(c, "SELECT params::text, version FROM rules WHERE id = $1 FOR UPDATE", 1, p, err);
+    if (!r)
+        return err ? err->code : VG_E_INTERNAL;
     if (PQntuples(r) != 1) {
         PQclear(r);
-        st = vg_fail(err, VG_E_NOT_FOUND, NULL, "rule %s not found", id);
-        goto end;
+        return vg_fail(err, VG_E_NOT_FOUND, NULL, "rule %s not found", id);
     }
-    params = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    json_t *params = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    *version = atol(PQgetvalue(r, 0, 1));
     PQclear(r);
+    vg_status st = VG_OK;
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)patch, key, val)
@@ -197,29 +208,48 @@ vg_status rule_update(PGconn *c, const char *id, const json_t *patch, const char
             char field[160];
             snprintf(field, sizeof field, "params.%s", key);
             st = vg_fail(err, VG_E_INVALID, field, "rule %s has no parameter '%s'", id, key);
-            goto end;
+            break;
         }
         if ((st = check_param(key, cur, val, err)) != VG_OK)
-            goto end;
+            break;
         json_object_set(params, key, val);
     }
-    params_text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
-    const char *u[] = {id, params_text, mode, severity, actor};
-    st = db_json(c,
-                 "UPDATE rules SET params = $2::jsonb, mode = coalesce($3, mode),"
-                 " severity = coalesce($4, severity), version = version + 1,"
-                 " updated_at = now(), updated_by = $5 WHERE id = $1"
-                 " RETURNING vigil_rule_json(rules)::text",
-                 5, u, "rule", out, err);
-    if (st == VG_OK)
-        st = db_commit(c, err);
-end:
-    if (st != VG_OK) {
-        db_rollback(c);
-        free(*out);
-        *out = NULL;
-    }
+    if (st == VG_OK && !(*params_text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS)))
+        st = vg_fail(err, VG_E_INTERNAL, NULL, "could not encode the rule's parameters");
     json_decref(params);
+    return st;
+}
+
+vg_status rule_check(PGconn *c, const char *id, const json_t *patch, long *version, vg_error *err)
+{
+    char *params_text = NULL;
+    vg_status st = rule_merge(c, id, patch, &params_text, version, err);
+    free(params_text);
+    return st;
+}
+
+vg_status rule_update_in_tx(PGconn *c, const char *id, const json_t *patch, const char *mode,
+                            const char *severity, const char *actor, long expect_version,
+                            char **out, vg_error *err)
+{
+    *out = NULL;
+    char *params_text = NULL;
+    long version = 0;
+    vg_status st = rule_merge(c, id, patch, &params_text, &version, err);
+    if (st == VG_OK && expect_version >= 0 && version != expect_version)
+        st = vg_fail(err, VG_E_CONFLICT, "version",
+                     "rule %s is at version %ld, the change was proposed against version %ld; "
+                     "reject it and propose again",
+                     id, version, expect_version);
+    if (st == VG_OK) {
+        const char *u[] = {id, params_text, mode, severity, actor};
+        st = db_json(c,
+                     "UPDATE rules SET params = $2::jsonb, mode = coalesce($3, mode),"
+                     " severity = coalesce($4, severity), version = version + 1,"
+                     " updated_at = now(), updated_by = $5 WHERE id = $1"
+                     " RETURNING vigil_rule_json(rules)::text",
+                     5, u, "rule", out, err);
+    }
     free(params_text);
     return st;
 }

@@ -34,6 +34,10 @@ vg_status alert_list(PGconn *c, const char *status, const char *customer_id, con
  * the workflow forbids it. */
 vg_status alert_transition(PGconn *c, const char *id, const char *to, const char *disposition,
                            const char *note, const char *actor, char **out, vg_error *err);
+/* The same step inside the caller's transaction (no BEGIN/COMMIT). With
+ * out == NULL it only locks the alert and checks the move. */
+vg_status alert_transition_in_tx(PGconn *c, const char *id, const char *to, const char *disposition,
+                                 const char *note, const char *actor, char **out, vg_error *err);
 
 /* Filter values: status, customer_id, kind. */
 vg_status kyc_list(PGconn *c, const char *status, const char *customer_id, const char *kind,
@@ -43,10 +47,18 @@ vg_status kyc_transition(PGconn *c, const char *id, const char *to, const char *
 
 /* {"items": [rule...]} ordered by id. */
 vg_status rules_list(PGconn *c, char **out, vg_error *err);
-/* Changes a rule's params (merged key by key; each key must exist and keep
- * its type), mode and/or severity (NULL = unchanged) and bumps its version.
- * `params_patch` may be NULL. */
-vg_status rule_update(PGconn *c, const char *id, const json_t *params_patch, const char *mode,
-                      const char *severity, const char *actor, char **out, vg_error *err);
+/* Locks rule `id` and checks `params_patch` (may be NULL) against it: each
+ * key must exist and keep its type. *version = the rule's current version.
+ * Inside the caller's transaction (the lock lasts until it ends). */
+vg_status rule_check(PGconn *c, const char *id, const json_t *params_patch, long *version,
+                     vg_error *err);
+/* Changes a rule's params (merged key by key, checked as rule_check does),
+ * mode and/or severity (NULL = unchanged) and bumps its version, inside the
+ * caller's transaction. Only approvals call it (four eyes, see
+ * store_approvals.h). VG_E_CONFLICT when expect_version >= 0 and the rule is
+ * no longer at that version. */
+vg_status rule_update_in_tx(PGconn *c, const char *id, const json_t *params_patch, const char *mode,
+                            const char *severity, const char *actor, long expect_version,
+                            char **out, vg_error *err);
 
 #endif

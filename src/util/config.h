@@ -14,17 +14,32 @@
 /*  field               env name                      default                         help */
 #define VG_CONFIG_STRINGS(X)                                                                       \
     X(database_url, "VIGIL_DATABASE_URL", "postgresql:///vigil",                                   \
-      "libpq connection URI of the Vigil database")                                                \
+      "libpq connection URI of the Vigil database, as a vigil_service member")                     \
+    X(migrate_database_url, "VIGIL_MIGRATE_DATABASE_URL", "",                                      \
+      "libpq URI of the schema owner, used only by `vigil migrate` (empty: VIGIL_DATABASE_URL)")   \
     X(nats_url, "VIGIL_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")  \
+    X(nats_user, "VIGIL_NATS_USER", "", "NATS user name (with VIGIL_NATS_PASSWORD_FILE)")          \
+    X(nats_password_file, "VIGIL_NATS_PASSWORD_FILE", "",                                          \
+      "file holding the NATS password (first line)")                                               \
+    X(nats_token_file, "VIGIL_NATS_TOKEN_FILE", "", "file holding a NATS token (first line)")      \
+    X(nats_creds, "VIGIL_NATS_CREDS", "", "NATS credentials file (user JWT and nkey seed)")        \
+    X(nats_nkey, "VIGIL_NATS_NKEY", "", "NATS nkey public key (U...), with VIGIL_NATS_NKEY_SEED")  \
+    X(nats_nkey_seed, "VIGIL_NATS_NKEY_SEED", "", "file holding the nkey seed (SU...)")            \
+    X(nats_tls_ca, "VIGIL_NATS_TLS_CA", "",                                                        \
+      "CA certificate(s) to verify the NATS server with; set: TLS is required")                    \
+    X(nats_tls_cert, "VIGIL_NATS_TLS_CERT", "", "client certificate chain for NATS (PEM)")         \
+    X(nats_tls_key, "VIGIL_NATS_TLS_KEY", "", "private key of VIGIL_NATS_TLS_CERT (PEM)")          \
     X(http_addr, "VIGIL_HTTP_ADDR", "127.0.0.1:8000", "address:port the HTTP API listens on")      \
     X(log_level, "VIGIL_LOG_LEVEL", "info", "debug | info | warn | error")                         \
     X(roles, "VIGIL_ROLES", "api,sequencer,publisher,consumers",                                   \
       "what `vigil serve` runs: any of api, sequencer, publisher, consumers")                      \
     X(stream, "VIGIL_STREAM", "AML_EVENTS",                                                        \
-      "JetStream stream that receives every event (subjects aml.>)")
+      "JetStream stream that receives every event (subjects aml.>)")                               \
+    X(event_pii, "VIGIL_EVENT_PII", "full",                                                        \
+      "full | minimal: minimal leaves email and date_of_birth out of customer events")
 
 #define VG_CONFIG_INTS(X)                                                                          \
-    X(http_threads, "VIGIL_HTTP_THREADS", 4, 1, 256,                                               \
+    X(http_threads, "VIGIL_HTTP_THREADS", 16, 1, 256,                                              \
       "HTTP worker threads (each holds one DB connection)")                                        \
     X(max_body_bytes, "VIGIL_MAX_BODY_BYTES", 16777216, 1024, 1073741824,                          \
       "largest accepted request body")                                                             \
@@ -48,6 +63,8 @@
       "how long the publisher waits for JetStream acks")                                           \
     X(sequencer_batch, "VIGIL_SEQUENCER_BATCH", 1000, 1, 100000,                                   \
       "outbox rows sequenced per transaction")                                                     \
+    X(sequencer_poll_ms, "VIGIL_SEQUENCER_POLL_MS", 250, 10, 600000,                               \
+      "how often the sequencer looks for events nobody woke it for (writes by plain SQL)")         \
     X(leader_retry_ms, "VIGIL_LEADER_RETRY_MS", 1000, 50, 60000,                                   \
       "how often a standby instance tries to take over the sequencer/publisher")                   \
     X(sse_heartbeat, "VIGIL_SSE_HEARTBEAT", 15, 1, 300,                                            \
@@ -56,6 +73,20 @@
       "recent events /events/stream serves from memory (older ones come from the database)")       \
     X(sse_max_clients, "VIGIL_SSE_MAX_CLIENTS", 1000, 1, 100000,                                   \
       "most open /events/stream connections (beyond: 503)")                                        \
+    X(sse_max_per_key, "VIGIL_SSE_MAX_PER_KEY", 32, 1, 100000,                                     \
+      "most open /events/stream connections of one API key (beyond: 429)")                         \
+    X(rate_limit, "VIGIL_RATE_LIMIT", 1000, 0, 1000000,                                            \
+      "requests per second one admin, analyst or auditor key may make (0: no limit; beyond: 429)") \
+    X(rate_burst, "VIGIL_RATE_BURST", 2000, 1, 10000000,                                           \
+      "most requests such a key may make at once (token bucket size)")                             \
+    X(rate_limit_ingest, "VIGIL_RATE_LIMIT_INGEST", 10000, 0, 1000000,                             \
+      "requests per second one ingest key may make (0: no limit)")                                 \
+    X(rate_burst_ingest, "VIGIL_RATE_BURST_INGEST", 20000, 1, 10000000,                            \
+      "token bucket size of an ingest key")                                                        \
+    X(http_timeout, "VIGIL_HTTP_TIMEOUT", 30, 1, 3600,                                             \
+      "seconds a request (headers and body) may take to arrive, and an idle connection to live")   \
+    X(http_max_per_ip, "VIGIL_HTTP_MAX_PER_IP", 0, 0, 100000,                                      \
+      "most open connections from one client address (0: no limit; keep 0 behind a proxy)")        \
     X(consumer_ack_wait_ms, "VIGIL_CONSUMER_ACK_WAIT_MS", 30000, 1000, 3600000,                    \
       "JetStream AckWait of the built-in consumers")                                               \
     X(consumer_max_deliver, "VIGIL_CONSUMER_MAX_DELIVER", 5, 1, 1000,                              \

@@ -24,6 +24,7 @@
     X(VG_E_TOO_LARGE, 413, "payload-too-large", "Request body too large")                          \
     X(VG_E_MEDIA_TYPE, 415, "unsupported-media-type", "Unsupported media type")                    \
     X(VG_E_INVALID, 422, "validation-failed", "Validation failed")                                 \
+    X(VG_E_RATE_LIMITED, 429, "too-many-requests", "Too many requests")                            \
     X(VG_E_UNAVAILABLE, 503, "service-unavailable", "Service temporarily unavailable")             \
     X(VG_E_INTERNAL, 500, "internal-error", "Internal error")                                      \
     X(VG_E_IO, 500, "io-error", "I/O error")                                                       \

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "fixture_approvals.h"
+
 /* h_setup's admin key is the first key of the env: "it-admin-1". */
 #define ACTOR "key:it-admin-1"
 /* A well-formed UUID no row has. */
@@ -1635,8 +1637,8 @@ static void customer_failing_at_its_last_event_leaves_nothing(void **state)
 static json_int_t large_cash_reset(h_env *env)
 {
     h_resp r;
-    call(env, "PATCH", "{\"params\": {\"threshold\": \"10000\"}, \"mode\": \"active\"}", &r,
-         "/rules/large_cash");
+    fx_approved_patch(env, "/rules/large_cash",
+                      "{\"params\": {\"threshold\": \"10000\"}, \"mode\": \"active\"}", &r);
     assert_int_equal(r.status, 200);
     const json_t *v = json_object_get(r.json, "version");
     assert_true(json_is_integer(v));
@@ -1691,7 +1693,7 @@ static void rule_change_applies_to_later_alerts_only(void **state)
 
     long long mark = outbox_mark(env);
     h_resp r;
-    call(env, "PATCH", "{\"params\": {\"threshold\": \"20000\"}}", &r, "/rules/large_cash");
+    fx_approved_patch(env, "/rules/large_cash", "{\"params\": {\"threshold\": \"20000\"}}", &r);
     assert_int_equal(r.status, 200);
     assert_jstr(r.json, "id", "large_cash");
     assert_jint(r.json, "version", v + 1);
@@ -1706,7 +1708,8 @@ static void rule_change_applies_to_later_alerts_only(void **state)
                                 " AND version = $1::int AND params->>'threshold' = '20000'",
                                 want_v),
                      1);
-    assert_events(env, mark, NULL, "aml.rule.changed");
+    /* Four eyes: the proposal, its approval, then the change. */
+    assert_events(env, mark, NULL, "aml.approval.proposed,aml.approval.approved,aml.rule.changed");
     json_t *ev = events_of(env, mark, "large_cash");
     assert_int_equal(json_array_size(ev), 1);
     assert_jint(event_data(ev, 0), "version", v + 1);
@@ -1799,7 +1802,7 @@ static void rule_shadow_and_disabled_modes(void **state)
 
     long long mark = outbox_mark(env);
     h_resp r;
-    call(env, "PATCH", "{\"mode\": \"shadow\"}", &r, "/rules/large_cash");
+    fx_approved_patch(env, "/rules/large_cash", "{\"mode\": \"shadow\"}", &r);
     assert_int_equal(r.status, 200);
     assert_jstr(r.json, "mode", "shadow");
     assert_jint(r.json, "version", v + 1);
@@ -1822,7 +1825,7 @@ static void rule_shadow_and_disabled_modes(void **state)
     assert_events(env, mark, NULL, "aml.transaction.ingested");
 
     /* Disabled: not even a hit. */
-    call(env, "PATCH", "{\"mode\": \"disabled\"}", &r, "/rules/large_cash");
+    fx_approved_patch(env, "/rules/large_cash", "{\"mode\": \"disabled\"}", &r);
     assert_int_equal(r.status, 200);
     assert_jstr(r.json, "mode", "disabled");
     h_resp_free(&r);

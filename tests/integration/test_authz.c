@@ -7,12 +7,12 @@
  * a decision here, or a decision here without its route, fails the test.
  *
  * Then every route of the real table is called with every kind of caller: no
- * key, malformed Authorization headers, an unknown key, and a key of each of
- * the four roles. A denied call must get exactly 401 (no usable key) or 403
- * (a valid key whose role the route does not admit) as problem+json; an
- * admitted call must get past authorization (anything but 401/403, and no
- * server error). Bodies are "{}", so admitted writes are refused by validation
- * and the whole matrix leaves the database as it found it.
+ * key, malformed Authorization headers, an unknown key, a revoked key, an
+ * expired key, and a key of each of the four roles. A denied call must get exactly 401 (no usable
+ * key) or 403 (a valid key whose role the route does not admit) as problem+json; an admitted call
+ * must get past authorization (anything but 401/403, and no server error). Bodies are "{}", so
+ * admitted writes are refused by validation and the whole matrix leaves the database as it found
+ * it.
  */
 #include "harness.h"
 
@@ -40,6 +40,10 @@ static const struct policy {
 } policy[] = {
     {"GET", "/healthz", PUBLIC},
     {"GET", "/readyz", PUBLIC},
+    /* The dashboard's HTML, scripts and styles hold no data: the page asks
+     * for a key and reads everything through the routes below. */
+    {"GET", "/", PUBLIC},
+    {"GET", "/ui/{file}", PUBLIC},
 
     {"POST", "/customers", ADMIN | INGEST},
     {"PATCH", "/customers/{id}", ADMIN | INGEST},
@@ -59,6 +63,14 @@ static const struct policy {
     {"PATCH", "/kyc/tasks/{id}", ADMIN | ANALYST},
 
     {"PATCH", "/rules/{id}", ADMIN},
+
+    /* Four eyes: proposals are casework (read like alerts); deciding one is
+     * an admin's or analyst's act (who may decide which proposal, and never
+     * their own, is tested in test_four_eyes.c). */
+    {"GET", "/approvals", ADMIN | ANALYST | AUDITOR},
+    {"GET", "/approvals/{id}", ADMIN | ANALYST | AUDITOR},
+    {"POST", "/approvals/{id}/approve", ADMIN | ANALYST},
+    {"POST", "/approvals/{id}/reject", ADMIN | ANALYST},
 
     /* The event feed carries customers, transactions and alerts: the same
      * audience as reading those. Metrics show business volumes and backlogs:
@@ -80,6 +92,9 @@ static const struct policy {
     {"GET", "/webhooks", ADMIN},
     {"PATCH", "/webhooks/{id}", ADMIN},
     {"GET", "/webhooks/{id}/deliveries", ADMIN | AUDITOR},
+
+    /* The API contract: read like the other read endpoints. */
+    {"GET", "/openapi.yaml", ADMIN | ANALYST | AUDITOR},
 };
 #define NPOLICY (sizeof policy / sizeof policy[0])
 
@@ -98,7 +113,7 @@ typedef struct caller {
     char key[256]; /* the key itself, when role != 0 */
 } caller;
 
-enum { NCALLERS = 9 };
+enum { NCALLERS = 11 };
 
 typedef struct fixture {
     h_env *env;
@@ -147,6 +162,42 @@ static int key_caller(h_env *env, caller *c, const char *role_name, unsigned rol
     return 0;
 }
 
+/* `vigil keys ARGS...`: its exit code, and the last stdout line (the key,
+ * for create) in out when it exits 0 (-1 if there is no such line). */
+static int keys_cli(h_env *env, char *out, size_t outsz, const char *const *args)
+{
+    char *text = NULL;
+    const char *argv[12] = {"keys"};
+    for (int i = 0; args[i] && i < 10; i++)
+        argv[i + 1] = args[i];
+    int rc = h_vigil_runv(env, NULL, NULL, &text, NULL, argv);
+    if (rc == 0 && out && h_last_line(text, out, outsz) != 0)
+        rc = -1;
+    free(text);
+    return rc;
+}
+
+/* A caller whose key was valid once: revoked with `vigil keys revoke
+ * PREFIX`, or created with `--expires-in 1s` (the caller waits it out). */
+static int dead_key_caller(h_env *env, caller *c, const char *name, int revoke)
+{
+    char key[256], prefix[16], line[300];
+    const char *create[] = {"create", "--role",       "admin", "--name",
+                            name,     "--expires-in", "1s",    NULL};
+    if (revoke)
+        create[5] = NULL; /* no expiry */
+    if (keys_cli(env, key, sizeof key, create) != 0 || strncmp(key, "vgl_", 4) != 0)
+        return -1;
+    snprintf(prefix, sizeof prefix, "%.12s", key);
+    const char *rev[] = {"revoke", prefix, NULL};
+    if (revoke && keys_cli(env, NULL, 0, rev) != 0)
+        return -1;
+    snprintf(line, sizeof line, "Authorization: Bearer %s", key);
+    caller_set(c, name, 0, line);
+    snprintf(c->key, sizeof c->key, "%s", key);
+    return 0;
+}
+
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -173,8 +224,11 @@ static int setup(void **state)
     if (key_caller(f->env, &f->callers[5], "admin", ADMIN) != 0 ||
         key_caller(f->env, &f->callers[6], "ingest", INGEST) != 0 ||
         key_caller(f->env, &f->callers[7], "analyst", ANALYST) != 0 ||
-        key_caller(f->env, &f->callers[8], "auditor", AUDITOR) != 0)
+        key_caller(f->env, &f->callers[8], "auditor", AUDITOR) != 0 ||
+        dead_key_caller(f->env, &f->callers[9], "revoked key", 1) != 0 ||
+        dead_key_caller(f->env, &f->callers[10], "expired key", 0) != 0)
         goto fail;
+    h_sleep_ms(1100); /* the expiring key's second passes */
     free(uuid);
     free(unknown);
     *state = f;
@@ -363,12 +417,89 @@ static void revoked_key_is_refused(void **state)
                      200);
 }
 
+/* The detail of a 401 says what is wrong with a key that once worked. */
+static void key_states_are_explained(void **state)
+{
+    fixture *f = *state;
+    h_resp r;
+    assert_int_equal(h_get(f->env, f->callers[9].key, &r, "/customers"), 0);
+    assert_true(is_problem(&r, 401));
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "detail")), "revoked"));
+    h_resp_free(&r);
+    assert_int_equal(h_get(f->env, f->callers[10].key, &r, "/customers"), 0);
+    assert_true(is_problem(&r, 401));
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "detail")), "expired at"));
+    h_resp_free(&r);
+    /* Same length and alphabet as a key, never issued. */
+    assert_int_equal(
+        h_get(f->env, "vgl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &r, "/customers"), 0);
+    assert_true(is_problem(&r, 401));
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "detail")), "unknown"));
+    h_resp_free(&r);
+
+    /* keys list shows each state, the expiry and the last use. */
+    char *list = NULL;
+    assert_int_equal(h_vigil_run(f->env, &list, "keys", "list", NULL), 0);
+    json_t *keys = json_loads(list, 0, NULL);
+    free(list);
+    assert_true(json_is_array(keys));
+    int revoked = 0, expired = 0, used = 0;
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k)
+    {
+        const char *name = json_string_value(json_object_get(k, "name"));
+        const char *st = json_string_value(json_object_get(k, "state"));
+        if (strcmp(name, "revoked key") == 0)
+            revoked +=
+                strcmp(st, "revoked") == 0 && json_is_string(json_object_get(k, "revoked_at"));
+        if (strcmp(name, "expired key") == 0)
+            expired +=
+                strcmp(st, "expired") == 0 && json_is_string(json_object_get(k, "expires_at"));
+        used += json_is_string(json_object_get(k, "last_used_at"));
+    }
+    json_decref(keys);
+    assert_int_equal(revoked, 1);
+    assert_int_equal(expired, 1);
+    assert_true(used >= 4); /* the role keys of the matrix */
+
+    /* The CLI refuses what it cannot do, and says so. */
+    const char *bad_in[] = {"create", "--role", "admin", "--expires-in", "90x", NULL};
+    assert_int_equal(keys_cli(f->env, NULL, 0, bad_in), 2);
+    const char *past[] = {"create", "--role", "admin", "--expires-at", "2001-01-01T00:00:00Z",
+                          NULL};
+    assert_int_equal(keys_cli(f->env, NULL, 0, past), 2);
+    const char *nobody[] = {"revoke", "vgl_nosuchkey", NULL};
+    assert_int_equal(keys_cli(f->env, NULL, 0, nobody), 1);
+    /* Revoking twice is harmless. */
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%.12s", f->callers[9].key);
+    const char *again[] = {"revoke", prefix, NULL};
+    assert_int_equal(keys_cli(f->env, NULL, 0, again), 0);
+
+    /* A key that expires later works until then. */
+    char later[256];
+    const char *create[] = {"create", "--role", "auditor", "--expires-at", "2099-01-01T00:00:00Z",
+                            NULL};
+    assert_int_equal(keys_cli(f->env, later, sizeof later, create), 0);
+    assert_int_equal(h_get(f->env, later, &r, "/customers"), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+    assert_int_equal(h_db_count(f->env,
+                                "SELECT count(*) FROM api_keys WHERE expires_at ="
+                                " '2099-01-01T00:00:00Z' AND key_hash = sha256(convert_to($1,"
+                                " 'UTF8'))",
+                                later),
+                     1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routing_table_matches_policy),
         cmocka_unit_test(role_matrix),
         cmocka_unit_test(revoked_key_is_refused),
+        cmocka_unit_test(key_states_are_explained),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "fixture_approvals.h"
+
 #define MAX_BATCH 32
 
 /* One transaction of a batch; NULL currency means USD, NULL cp_country no
@@ -293,11 +295,15 @@ static void assert_agg_list(const json_t *agg, const char *key, const char *expe
     assert_string_equal(buf, expect);
 }
 
-/* Sets a rule's mode through PATCH /rules/{id}; returns its new version. */
+/* Sets a rule's mode through PATCH /rules/{id} and its approval by a
+ * second admin (four eyes); returns its new version. */
 static long long set_mode(h_env *env, const char *rule, const char *mode)
 {
     h_resp r;
-    call(env, "PATCH", json_pack("{s:s}", "mode", mode), &r, "/rules/%s", rule);
+    char path[128], body[64];
+    snprintf(path, sizeof path, "/rules/%s", rule);
+    snprintf(body, sizeof body, "{\"mode\": \"%s\"}", mode);
+    fx_approved_patch(env, path, body, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(jstr(r.json, "mode"), mode);
     long long v = json_integer_value(json_object_get(r.json, "version"));

@@ -79,6 +79,47 @@ static void refuses_inverted_thresholds(void **state)
     clear_env();
 }
 
+/* NATS authentication: one method, each with its pair, files readable. */
+static void refuses_incomplete_nats_auth(void **state)
+{
+    static const struct {
+        const char *set[4]; /* K=V, NULL-terminated */
+        const char *field;
+    } cases[] = {
+        {{"VIGIL_NATS_USER=vigil", NULL}, "VIGIL_NATS_PASSWORD_FILE"},
+        {{"VIGIL_NATS_NKEY=UABC", NULL}, "VIGIL_NATS_NKEY_SEED"},
+        {{"VIGIL_NATS_TLS_CERT=/proc/version", NULL}, "VIGIL_NATS_TLS_KEY"},
+        {{"VIGIL_NATS_USER=vigil", "VIGIL_NATS_PASSWORD_FILE=/proc/version",
+          "VIGIL_NATS_TOKEN_FILE=/proc/version", NULL},
+         "VIGIL_NATS_USER"},
+        {{"VIGIL_NATS_TOKEN_FILE=/nonexistent/token", NULL}, "VIGIL_NATS_TOKEN_FILE"},
+        {{"VIGIL_NATS_TLS_CA=/nonexistent/ca.crt", NULL}, "VIGIL_NATS_TLS_CA"},
+    };
+    static const char *const vars[] = {"VIGIL_NATS_USER",       "VIGIL_NATS_PASSWORD_FILE",
+                                       "VIGIL_NATS_TOKEN_FILE", "VIGIL_NATS_NKEY",
+                                       "VIGIL_NATS_TLS_CERT",   "VIGIL_NATS_TLS_CA"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        clear_env();
+        for (size_t v = 0; v < sizeof vars / sizeof vars[0]; v++)
+            unsetenv(vars[v]);
+        for (size_t k = 0; cases[i].set[k]; k++)
+            putenv((char *)cases[i].set[k]);
+        vg_config cfg;
+        vg_error err = {0};
+        assert_int_equal(config_load(&cfg, &err), VG_E_CONFIG);
+        assert_string_equal(err.field, cases[i].field);
+    }
+    for (size_t v = 0; v < sizeof vars / sizeof vars[0]; v++)
+        unsetenv(vars[v]);
+    /* A complete, readable setting loads. */
+    setenv("VIGIL_NATS_TOKEN_FILE", "/proc/version", 1);
+    vg_config cfg;
+    vg_error err = {0};
+    assert_int_equal(config_load(&cfg, &err), VG_OK);
+    assert_string_equal(cfg.nats_token_file, "/proc/version");
+    unsetenv("VIGIL_NATS_TOKEN_FILE");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -86,6 +127,7 @@ int main(void)
         cmocka_unit_test(overrides),
         cmocka_unit_test(refuses_bad_integers),
         cmocka_unit_test(refuses_inverted_thresholds),
+        cmocka_unit_test(refuses_incomplete_nats_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,7 @@ static void test_http_mapping(void **state)
         {VG_E_TOO_LARGE, 413, "payload-too-large"},
         {VG_E_MEDIA_TYPE, 415, "unsupported-media-type"},
         {VG_E_INVALID, 422, "validation-failed"},
+        {VG_E_RATE_LIMITED, 429, "too-many-requests"},
         {VG_E_UNAVAILABLE, 503, "service-unavailable"},
         {VG_E_INTERNAL, 500, "internal-error"},
         {VG_E_IO, 500, "io-error"},

@@ -284,10 +284,10 @@ static void test_customer_create_refusals(void **state)
              repeat('e', VG_EXTID_MAX + 1));
 
     const refusal cases[] = {
-        {"[]", "", "must be a JSON object"},
-        {"\"Ada\"", "", "must be a JSON object"},
-        {"null", "", "must be a JSON object"},
-        {"42", "", "must be a JSON object"},
+        {"[]", "body", "must be a JSON object"},
+        {"\"Ada\"", "body", "must be a JSON object"},
+        {"null", "body", "must be a JSON object"},
+        {"42", "body", "must be a JSON object"},
         {"{}", "full_name", "is required"},
         {"{\"email\":\"a@b.co\"}", "full_name", "is required"},
         {"{\"full_name\":\"Ada\",\"amout\":1}", "amout", "unknown field"},
@@ -405,7 +405,7 @@ static void test_customer_patch(void **state)
 
     const refusal cases[] = {
         {"{}", "body", "no fields to update"},
-        {"[]", "", "must be a JSON object"},
+        {"[]", "body", "must be a JSON object"},
         {"{\"external_id\":\"x\"}", "external_id", "cannot be changed"},
         {"{\"external_id\":null}", "external_id", "cannot be changed"},
         {"{\"full_name\":null}", "full_name", "cannot be cleared"},
@@ -619,6 +619,48 @@ static void test_tx_item_must_be_object(void **state)
     }
 }
 
+/* Found by fuzz/fuzz_customer (fuzz/regressions/customer/non-object-body):
+ * a body that is JSON but not an object was refused without naming a field,
+ * so the problem+json had no "field" for the client to fix. */
+static void test_customer_non_object_names_body(void **state)
+{
+    static const char *const bodies[] = {"[{\"full_name\": \"array\"}]", "[]", "\"x\"", "7"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        for (int is_patch = 0; is_patch <= 1; is_patch++) {
+            json_t *body = J(bodies[i]);
+            customer_input in;
+            vg_error err = {0};
+            assert_int_equal(customer_decode(body, is_patch, TODAY, &in, &err), VG_E_INVALID);
+            assert_string_equal(err.field, "body");
+            assert_string_equal(err.detail, "must be a JSON object");
+            json_decref(body);
+        }
+    }
+}
+
+/* Found with fuzz/fuzz_patch (fuzz/regressions/patch/empty-member-name): an
+ * unknown member with an empty name must still name a field: the object
+ * holding it ("body" at the top, "counterparty" inside a transaction). */
+static void test_empty_member_name_names_its_object(void **state)
+{
+    json_t *body = J("{\"\": 1, \"full_name\": \"Ada\"}");
+    customer_input in;
+    vg_error err = {0};
+    assert_int_equal(customer_decode(body, 0, TODAY, &in, &err), VG_E_INVALID);
+    assert_string_equal(err.field, "body");
+    assert_non_null(strstr(err.detail, "empty name"));
+    json_decref(body);
+
+    json_t *item = J("{\"external_id\": \"e-1\", \"customer_id\":"
+                     " \"6f1c1e5a-8d2b-4c3a-9e7f-0123456789ab\", \"amount\": \"1.00\","
+                     " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"cash\","
+                     " \"occurred_at\": \"2026-11-15T10:00:00Z\", \"counterparty\": {\"\": 1}}");
+    tx_input tx;
+    assert_int_equal(tx_decode(item, NOW_US, &tx, &err), VG_E_INVALID);
+    assert_string_equal(err.field, "counterparty");
+    json_decref(item);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -635,6 +677,8 @@ int main(void)
         cmocka_unit_test(test_tx_refusals),
         cmocka_unit_test(test_tx_currency_error_wins_over_amount),
         cmocka_unit_test(test_tx_item_must_be_object),
+        cmocka_unit_test(test_customer_non_object_names_body),
+        cmocka_unit_test(test_empty_member_name_names_its_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

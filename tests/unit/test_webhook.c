@@ -66,6 +66,11 @@ static void refuses_bad_bodies_naming_the_field(void **state)
     refused("{\"url\": \"ftp://example.com/x\"}", "url");
     refused("{\"url\": \"file:///etc/passwd\"}", "url");
     refused("{\"url\": \"example.com/hook\"}", "url");
+    /* Found by fuzz/fuzz_webhook (fuzz/regressions/webhook/one-slash-url):
+     * libcurl reads these as https://hooks.example.com/, but the text is
+     * what Vigil stores and shows. */
+    refused("{\"url\": \"https:/hooks.example.com/vigil\"}", "url");
+    refused("{\"url\": \"http:hooks.example.com\"}", "url");
     refused("{\"url\": \"https://user:pw@example.com/\"}", "url");
     refused("{\"url\": \"https://example.com/\\u0000x\"}", "url");
     refused("{\"url\": \"https://example.com/\\nx\"}", "url");

@@ -46,6 +46,7 @@
 #define VIGIL_RUN_MS   300000
 #define MAX_ARGS       64
 #define PORT_ATTEMPTS  3
+#define H_SERVICE_ROLE "vigil_app" /* the login role vigil connects as */
 
 extern char **environ;
 
@@ -231,6 +232,8 @@ static void set_urls(h_env *env)
 {
     snprintf(env->db_url, sizeof env->db_url, "postgresql://postgres@127.0.0.1:%d/vigil",
              env->pg_port);
+    snprintf(env->svc_db_url, sizeof env->svc_db_url,
+             "postgresql://" H_SERVICE_ROLE "@127.0.0.1:%d/vigil", env->pg_port);
     snprintf(env->base_url, sizeof env->base_url, "http://127.0.0.1:%d", env->http_port);
     snprintf(env->nats_url, sizeof env->nats_url, "nats://127.0.0.1:%d", env->nats_port);
 }
@@ -595,10 +598,16 @@ static int pg_create_db(h_env *env)
     PGconn *c = PQconnectdb(conninfo);
     int rc = -1;
     if (PQstatus(c) == CONNECTION_OK) {
+        /* The service role exists before any migration, so that a vigil
+         * started first finds it (h_migrate makes it a vigil_service member). */
         PGresult *r = PQexec(c, "CREATE DATABASE vigil");
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            r = PQexec(c, "CREATE ROLE " H_SERVICE_ROLE " LOGIN");
+        }
         rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
         if (rc != 0)
-            h__err("CREATE DATABASE vigil: %s", PQerrorMessage(c));
+            h__err("CREATE DATABASE vigil / ROLE " H_SERVICE_ROLE ": %s", PQerrorMessage(c));
         PQclear(r);
     } else {
         h__err("connecting to the new cluster: %s", PQerrorMessage(c));
@@ -774,8 +783,12 @@ int h_nats_start(h_env *env)
         snprintf(port, sizeof port, "%d", env->nats_port);
         snprintf(mon, sizeof mon, "%d", env->nats_mon_port);
         snprintf(health, sizeof health, "http://127.0.0.1:%d/healthz", env->nats_mon_port);
-        const char *argv[] = {exe,  "-js", "-sd", sd,   "-a", "127.0.0.1", "-p",
-                              port, "-m",  mon,   "-P", pidf, NULL};
+        const char *argv[] = {exe,  "-js", "-sd", sd,   "-a", "127.0.0.1", "-p", port,
+                              "-m", mon,   "-P",  pidf, NULL, NULL,        NULL};
+        if (env->nats_conf[0]) {
+            argv[12] = "-c";
+            argv[13] = env->nats_conf;
+        }
         int fd = open_log(logp);
         if (fd < 0)
             goto fail;
@@ -831,6 +844,18 @@ fail:
     return start_failed(env, "nats-server", logp);
 }
 
+int h_nats_config(h_env *env, const char *conf)
+{
+    char path[H_PATH_SIZE + 16];
+    snprintf(path, sizeof path, "%s/nats.conf", env->dir);
+    if (write_file(path, conf) != 0 ||
+        h__fmt(env->nats_conf, sizeof env->nats_conf, "%s", path) != 0) {
+        h__err("h_nats_config: cannot write %s", path);
+        return -1;
+    }
+    return 0;
+}
+
 int h_nats_stop(h_env *env, int sig)
 {
     if (!env->nats_pid) {
@@ -879,13 +904,14 @@ static int in_extra(const char *key, const char *const *extra)
 /* The environment of a vigil process (see harness.h), malloc'ed. */
 static char **vigil_envp(const h_env *env, const char *const *extra)
 {
-    enum { NOURS = 3 };
+    enum { NOURS = 4 };
     static const char *const keys[NOURS] = {"VIGIL_DATABASE_URL", "VIGIL_HTTP_ADDR",
-                                            "VIGIL_NATS_URL"};
+                                            "VIGIL_NATS_URL", "VIGIL_MIGRATE_DATABASE_URL"};
     char ours[NOURS][H_PATH_SIZE + 64];
-    snprintf(ours[0], sizeof ours[0], "%s=%s", keys[0], env->db_url);
+    snprintf(ours[0], sizeof ours[0], "%s=%s", keys[0], env->svc_db_url);
     snprintf(ours[1], sizeof ours[1], "%s=127.0.0.1:%d", keys[1], env->http_port);
     snprintf(ours[2], sizeof ours[2], "%s=%s", keys[2], env->nats_url);
+    snprintf(ours[3], sizeof ours[3], "%s=%s", keys[3], env->db_url);
 
     size_t n = 0, nextra = 0;
     while (environ[n])
@@ -946,8 +972,12 @@ static pid_t vigil_background(h_env *env, const char *const *extra, const char *
     const char *full[MAX_ARGS];
     if (vigil_argv(argv, full) < 0)
         return -1;
-    char path[H_PATH_SIZE + 32];
-    snprintf(path, sizeof path, "%s/vigil-%d.log", env->dir, ++env->vigil_runs);
+    char path[H_PATH_SIZE];
+    if (snprintf(path, sizeof path, "%s/vigil-%d.log", env->dir, ++env->vigil_runs) >=
+        (int)sizeof path) {
+        h__err("vigil log path too long under %s", env->dir);
+        return -1;
+    }
     if (log)
         snprintf(log, logsz, "%s", path);
     char **envp = vigil_envp(env, extra);
@@ -1099,7 +1129,7 @@ int h_vigil_run(h_env *env, char **out_stdout, const char *arg0, ...)
 
 int h_migrate(h_env *env)
 {
-    static const char *const argv[] = {"migrate", NULL};
+    static const char *const argv[] = {"migrate", "--service-role", H_SERVICE_ROLE, NULL};
     char *err = NULL;
     long long t0 = h_now_ms();
     int rc = h_vigil_runv(env, NULL, NULL, NULL, &err, argv);
@@ -1113,36 +1143,44 @@ int h_migrate(h_env *env)
     return rc == 0 ? 0 : -1;
 }
 
-int h_key_create(h_env *env, const char *role, char *out, size_t outsz)
+int h_last_line(char *text, char *out, size_t outsz)
 {
-    char name[128];
-    snprintf(name, sizeof name, "it-%s-%d", role, ++env->key_seq);
+    if (!text)
+        return -1;
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    char *line = strrchr(text, '\n');
+    line = line ? line + 1 : text;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (!*line || strlen(line) >= outsz)
+        return -1;
+    memcpy(out, line, strlen(line) + 1);
+    return 0;
+}
+
+int h_key_create_named(h_env *env, const char *role, const char *name, char *out, size_t outsz)
+{
     const char *const argv[] = {"keys", "create", "--role", role, "--name", name, NULL};
     char *so = NULL, *se = NULL;
     int rc = h_vigil_runv(env, NULL, NULL, &so, &se, argv);
-    int ok = -1;
-    if (rc == 0 && so) {
-        /* The key is alone on the last non-empty line. */
-        size_t len = strlen(so);
-        while (len > 0 && (so[len - 1] == '\n' || so[len - 1] == '\r' || so[len - 1] == ' '))
-            so[--len] = '\0';
-        char *line = strrchr(so, '\n');
-        line = line ? line + 1 : so;
-        while (*line == ' ' || *line == '\t')
-            line++;
-        if (*line && strlen(line) < outsz) {
-            memcpy(out, line, strlen(line) + 1);
-            ok = 0;
-        }
-    }
+    int ok = rc == 0 ? h_last_line(so, out, outsz) : -1;
     if (ok != 0) {
-        h__err("vigil keys create --role %s failed (exit %d); stdout:\n%s\nstderr:\n%s", role, rc,
-               so ? so : "", se ? se : "");
+        h__err("vigil keys create --role %s --name %s failed (exit %d); stdout:\n%s\nstderr:\n%s",
+               role, name, rc, so ? so : "", se ? se : "");
         env->failed = 1;
     }
     free(so);
     free(se);
     return ok;
+}
+
+int h_key_create(h_env *env, const char *role, char *out, size_t outsz)
+{
+    char name[128];
+    snprintf(name, sizeof name, "it-%s-%d", role, ++env->key_seq);
+    return h_key_create_named(env, role, name, out, outsz);
 }
 
 h_env *h_setup(int with_nats)

@@ -61,11 +61,16 @@ typedef struct h_env {
     int pg_port;              /* chosen by h_env_new, kept across restarts */
     pid_t pg_pid;             /* postmaster */
     char db_url[H_PATH_SIZE]; /* postgresql://postgres@127.0.0.1:PORT/vigil */
+    /* postgresql://vigil_app@127.0.0.1:PORT/vigil: the least-privilege
+     * service role (a member of vigil_service, see h_migrate) that vigil
+     * processes connect as; db_url (a superuser) is the schema owner. */
+    char svc_db_url[H_PATH_SIZE];
 
     int nats_port;     /* chosen by h_env_new, kept across restarts */
     int nats_mon_port; /* nats-server monitoring (HTTP) port */
     pid_t nats_pid;
-    char nats_url[128]; /* nats://127.0.0.1:PORT, set even before a start */
+    char nats_url[128];          /* nats://127.0.0.1:PORT, set even before a start */
+    char nats_conf[H_PATH_SIZE]; /* set by h_nats_config: DIR/nats.conf */
 
     int http_port;               /* chosen by h_env_new; vigil serve listens here */
     char base_url[128];          /* http://127.0.0.1:PORT */
@@ -143,6 +148,13 @@ int h_pg_restart(h_env *env, const char *mode);
  * after vigil, which was already given env->nats_url. */
 int h_nats_start(h_env *env);
 
+/* Writes `conf` (nats-server configuration text: authorization, tls...) to
+ * DIR/nats.conf; every later h_nats_start passes it with -c (the command-line
+ * flags above still win). Tests of authenticated or TLS servers connect with
+ * their own natsOptions: h_nats_connect and h_js_stream_msgs do not
+ * authenticate. */
+int h_nats_config(h_env *env, const char *conf);
+
 /* Sends sig (SIGTERM for a clean shutdown, SIGKILL for a crash) and waits up
  * to 30 s for the exit, escalating to SIGKILL after that. */
 int h_nats_stop(h_env *env, int sig);
@@ -161,7 +173,8 @@ long long h_js_stream_msgs(h_env *env, const char *stream);
 /* ---- the vigil binary ----------------------------------------------------- */
 
 /* The environment a vigil process gets: the test process's environment,
- * then VIGIL_DATABASE_URL=env->db_url, VIGIL_HTTP_ADDR=127.0.0.1:http_port and
+ * then VIGIL_DATABASE_URL=env->svc_db_url (the service role),
+ * VIGIL_MIGRATE_DATABASE_URL=env->db_url, VIGIL_HTTP_ADDR=127.0.0.1:http_port and
  * VIGIL_NATS_URL=env->nats_url (always: when nats is not running nothing
  * listens there, so a test never reaches a NATS it did not start), then
  * extra_env: a NULL-terminated array of "K=V" that add or replace, or "K"
@@ -192,11 +205,22 @@ int h_vigil_runv(h_env *env, const char *const *extra_env, const char *stdin_dat
  * The argument list must end with NULL. */
 int h_vigil_run(h_env *env, char **out_stdout, const char *arg0, ...) __attribute__((sentinel));
 
-/* Runs `vigil migrate`; 0 when it exits 0, else prints its stderr, -1. */
+/* Runs `vigil migrate --service-role vigil_app` (as the owner, db_url); 0
+ * when it exits 0, else prints its stderr, -1. */
 int h_migrate(h_env *env);
 
-/* Runs `vigil keys create --role ROLE --name it-ROLE-N` and copies the key
- * (the last non-empty stdout line, trimmed) into out. */
+/* Copies the last non-empty line of text (NULL counts as empty), without
+ * surrounding blanks, into out; trims text's trailing blanks in place. 0 when
+ * the line is not empty and fits in outsz, else -1. Used to read the key that
+ * `vigil keys create` prints alone on its last line. */
+int h_last_line(char *text, char *out, size_t outsz);
+
+/* Runs `vigil keys create --role ROLE --name NAME` and copies the key (the
+ * last non-empty stdout line, trimmed) into out. 0 on success; otherwise
+ * prints the output, marks env failed and returns -1. */
+int h_key_create_named(h_env *env, const char *role, const char *name, char *out, size_t outsz);
+
+/* h_key_create_named with the name it-ROLE-N (N counts up per env). */
 int h_key_create(h_env *env, const char *role, char *out, size_t outsz);
 
 /* Starts any other long-running vigil process in the background (a second
