@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain/bodies.h"
 #include "util/status.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -56,5 +57,17 @@ static inline char *fuzz_cstring(const uint8_t *data, size_t size)
 #define FUZZ_NOW_US   1795780800000000LL
 #define FUZZ_TODAY    20784 /* days since 1970-01-01 of FUZZ_NOW_US */
 #define FUZZ_MAXDEPTH 16    /* VIGIL_MAX_JSON_DEPTH's default */
+
+/* The request body data[0..size) parsed as the API parses it, or NULL when
+ * the API would refuse it (the refusal's contract checked). */
+static inline json_t *fuzz_body(const uint8_t *data, size_t size)
+{
+    vg_error err = {0};
+    json_t *body = body_parse((const char *)data, size, FUZZ_MAXDEPTH, &err);
+    if (!body)
+        fuzz_check_refusal(err.code, &err);
+    vg_error_clear(&err);
+    return body;
+}
 
 #endif

@@ -45,13 +45,10 @@ static void check_accepted(const customer_input *in, int is_patch)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    vg_error err = {0};
-    json_t *body = body_parse((const char *)data, size, FUZZ_MAXDEPTH, &err);
-    if (!body) {
-        fuzz_check_refusal(err.code, &err);
-        vg_error_clear(&err);
+    json_t *body = fuzz_body(data, size);
+    if (!body)
         return 0;
-    }
+    vg_error err = {0};
     for (int is_patch = 0; is_patch <= 1; is_patch++) {
         customer_input in, untouched;
         memset(&in, 0xA5, sizeof in);

@@ -92,13 +92,9 @@ static void decision(const json_t *body, int note_required)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    vg_error err = {0};
-    json_t *body = body_parse((const char *)data, size, FUZZ_MAXDEPTH, &err);
-    if (!body) {
-        fuzz_check_refusal(err.code, &err);
-        vg_error_clear(&err);
+    json_t *body = fuzz_body(data, size);
+    if (!body)
         return 0;
-    }
     alert(body);
     kyc(body);
     rule(body);

@@ -42,13 +42,10 @@ static void check_item(const json_t *item)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    vg_error err = {0};
-    json_t *body = body_parse((const char *)data, size, FUZZ_MAXDEPTH, &err), *items = NULL;
-    if (!body) {
-        fuzz_check_refusal(err.code, &err);
-        vg_error_clear(&err);
+    json_t *body = fuzz_body(data, size), *items = NULL;
+    if (!body)
         return 0;
-    }
+    vg_error err = {0};
     int batch = -1;
     vg_status st = tx_body_decode(body, MAX_BATCH, FUZZ_NOW_US, &items, &batch, &err);
     FUZZ_CHECK(batch == 0 || batch == 1);
