@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_ingest.h"
 #include "api/api_limits.h"
 #include "consumers/consumer.h"
 #include "consumers/webhooks.h"
@@ -183,6 +184,7 @@ void api_metrics_get(api_ctx *ctx)
           (double)sse_client_count());
     metrics_http_render(f);
     api_limits_render(f);
+    api_ingest_render(f);
     fclose(f);
     api_reply_text(ctx, 200, text);
     ctx->reply_type = "text/plain; version=0.0.4";

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_ingest.h"
 #include "domain/bodies.h"
 #include "domain/timeparse.h"
 #include "store/store_work.h"
@@ -23,12 +24,31 @@ void api_transactions_post(api_ctx *ctx)
     vg_status st = body ? tx_body_decode(body, ctx->state->cfg->max_batch, now_epoch_us(), &items,
                                          &batch, &err)
                         : err.code;
+    if (items && !batch) {
+        /* One transaction: joined with concurrent ones (api_ingest.h). */
+        PGconn *db = api_db(ctx, &err);
+        char id[37];
+        int created = 0;
+        st = db ? api_ingest_one(db, json_array_get(items, 0), &out, id, &created, &err) : err.code;
+        if (st == VG_OK)
+            snprintf(ctx->location, sizeof ctx->location, "/transactions/%s", id);
+        api_reply_result(ctx, st, created ? 201 : 200, out, &err);
+        json_decref(items);
+        json_decref(body);
+        return;
+    }
+    long created = 0, duplicates = 0;
     if (items) {
         char *text = json_dumps(items, JSON_COMPACT);
+        json_decref(items); /* peak memory: the trees go before the reply comes */
+        json_decref(body);
+        items = body = NULL;
+        if (!text)
+            abort();
         PGconn *db = api_db(ctx, &err);
-        st = db ? tx_ingest(db, text, &out, &err) : err.code;
+        st = db ? tx_ingest(db, text, &out, &created, &duplicates, &err) : err.code;
         free(text);
-        if (st == VG_E_INVALID && batch && err.items) {
+        if (st == VG_E_INVALID && err.items) {
             /* Name the offending field inside the batch. */
             size_t i;
             json_t *e;
@@ -41,34 +61,13 @@ void api_transactions_post(api_ctx *ctx)
                 json_object_set_new(e, "field", json_string(field));
             }
             snprintf(err.field, sizeof err.field, "transactions"); /* as tx_body_decode() */
-        } else if (st == VG_E_INVALID && !batch && err.items) {
-            json_t *e = json_array_get(err.items, 0);
-            vg_fail(&err, VG_E_INVALID, json_string_value(json_object_get(e, "field")), "%s",
-                    json_string_value(json_object_get(e, "detail")));
-            json_decref(err.items);
-            err.items = NULL;
         }
     }
-    if (st == VG_OK) {
-        json_t *res = json_loads(out, 0, NULL);
-        free(out);
-        out = NULL;
-        int created = (int)json_integer_value(json_object_get(res, "created"));
-        if (batch) {
-            api_reply_json(ctx, created ? 201 : 200, res);
-        } else {
-            json_t *one = json_incref(json_array_get(json_object_get(res, "items"), 0));
-            snprintf(ctx->location, sizeof ctx->location, "/transactions/%s",
-                     json_string_value(json_object_get(one, "id")));
-            json_decref(res);
-            api_reply_json(ctx, created ? 201 : 200, one);
-        }
-    } else {
-        api_reply_result(ctx, st, 201, out, &err);
-    }
+    /* The reply is PostgreSQL's text as it is: a 10,000-item batch is not
+     * parsed back into a tree to be printed again. */
+    api_reply_result(ctx, st, created ? 201 : 200, out, &err);
     json_decref(items);
     json_decref(body);
-    vg_error_clear(&err);
 }
 
 void api_transactions_list(api_ctx *ctx)

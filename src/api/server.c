@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/api_ingest.h"
 #include "api/api_limits.h"
 #include "store/store_list.h"
 #include "domain/bodies.h"
@@ -586,6 +587,7 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     /* The event-stream hub first: streams may be opened as soon as we listen. */
     if (sse_hub_start(cfg, pool, err) != VG_OK)
         return err->code;
+    api_ingest_start(cfg);
     if (api_limits_start(cfg, err) != VG_OK) {
         sse_hub_shutdown();
         sse_hub_free();
@@ -636,6 +638,7 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
                  atomic_load(&in_flight));
     MHD_stop_daemon(d);
     api_limits_stop();
+    api_ingest_stop();
     sse_hub_free();
     log_info("stopped");
     return VG_OK;

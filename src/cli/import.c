@@ -165,14 +165,13 @@ vg_status importer_flush(importer *im, vg_error *err)
     while (json_array_size(im->items) > 0) {
         char *text = json_dumps(im->items, JSON_COMPACT), *out = NULL;
         vg_error e = {0};
-        st = tx_ingest(im->db, text, &out, &e);
+        long created = 0, duplicates = 0;
+        st = tx_ingest(im->db, text, &out, &created, &duplicates, &e);
         free(text);
         if (st == VG_OK) {
-            json_t *res = json_loads(out, 0, NULL);
-            im->st.imported += json_integer_value(json_object_get(res, "created"));
-            im->st.duplicates += json_integer_value(json_object_get(res, "duplicates"));
+            im->st.imported += created;
+            im->st.duplicates += duplicates;
             im->st.batches++;
-            json_decref(res);
             free(out);
             break;
         }

@@ -77,7 +77,8 @@ vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *de
         goto fail;
     if ((st = db_commit(c, err)) != VG_OK)
         goto fail;
-    wake_kick(); /* the handler may have written events */
+    if (def->emits_events)
+        wake_kick(); /* the handler may have written events */
     return VG_OK;
 fail:
     db_rollback(c);

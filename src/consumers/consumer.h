@@ -61,6 +61,10 @@ typedef struct consumer_def {
     consumer_handler handler;
     consumer_redrive redrive; /* NULL: consumer_apply */
     consumer_worker worker;   /* NULL: none */
+    /* 1 when the handler may write domain events (the outbox): its commits
+     * wake the sequencer. 0 for one that never does (webhooks), whose
+     * commit per event would otherwise wake it for nothing, once per event. */
+    int emits_events;
 } consumer_def;
 
 /* Observable counters per consumer (for /metrics). */

@@ -40,9 +40,9 @@ static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_ev
     return risk_reassess(c, customer, &rc, reason, "consumer:risk", 0, NULL, err);
 }
 
-static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler, NULL, NULL};
-static const consumer_def webhooks_consumer = {"webhooks", "aml.>", webhooks_enqueue,
-                                               webhooks_redrive, webhooks_deliver};
+static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler, NULL, NULL, 1};
+static const consumer_def webhooks_consumer = {"webhooks",       "aml.>",          webhooks_enqueue,
+                                               webhooks_redrive, webhooks_deliver, 0};
 
 const consumer_def *const consumer_registry[] = {&risk_consumer, &webhooks_consumer, NULL};
 

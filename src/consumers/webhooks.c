@@ -14,12 +14,8 @@ vg_status webhooks_enqueue(PGconn *c, const vg_config *cfg, const consumer_event
     vg_status st = store_webhooks_enqueue(c, ev->id, ev->seq, ev->type, &n, err);
     if (st == VG_OK && n > 0)
         log_debug("webhooks: event seq %lld (%s) enqueued for %d webhook(s)", ev->seq, ev->type, n);
-    /* No webhook wants the event: the transaction only records that it was
-     * seen. Losing that record in a crash costs nothing (a redelivery would
-     * enqueue nothing again), so it need not wait for its own fsync: most
-     * events reach no webhook, and this halves the WAL flushes per event. */
-    if (st == VG_OK && n == 0)
-        st = db_run(c, "SET LOCAL synchronous_commit = off", 0, NULL, err);
+    /* No webhook wants the event: vigil_webhook_enqueue has turned off
+     * synchronous_commit for this transaction (0014_hot_path_costs.sql). */
     return st;
 }
 

@@ -16,9 +16,11 @@
 
 /* Ingests a batch of canonical transactions (JSON array text, see
  * sql/migrations/0005_ingest.sql) atomically. *out = {"created", "duplicates",
- * "items": [transaction + "duplicate"]} in input order. An unknown customer
- * or currency refuses the whole batch: VG_E_INVALID with err->items. */
-vg_status tx_ingest(PGconn *c, const char *items_json, char **out, vg_error *err);
+ * "items": [transaction + "duplicate"]} in input order, and the
+ * two counts. An unknown customer or currency refuses the whole batch:
+ * VG_E_INVALID with err->items. */
+vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created, long *duplicates,
+                    vg_error *err);
 
 vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err);
 /* Filter values: customer_id. */

@@ -46,6 +46,8 @@
     X(max_batch, "VIGIL_MAX_BATCH", 10000, 1, 100000,                                              \
       "most transactions in one POST /transactions")                                               \
     X(max_json_depth, "VIGIL_MAX_JSON_DEPTH", 16, 2, 1000, "deepest accepted JSON nesting")        \
+    X(ingest_flushes, "VIGIL_INGEST_FLUSHES", 2, 0, 256,                                           \
+      "concurrent commits that single-transaction POSTs share (0: each request commits alone)")    \
     X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")  \
     X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100,                                                \
       "risk score at or above which a customer is medium risk")                                    \

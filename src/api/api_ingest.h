@@ -1,0 +1,48 @@
+/*
+ * api_ingest.h — group commit for single-transaction POSTs.
+ *
+ * One transaction per request costs PostgreSQL ≈ six times the CPU per
+ * transaction of a batch: the seven rule statements, the event trigger, the
+ * function call and the commit run once per statement whatever its size
+ * (bench/ANALYSIS.md, benchmark 2). So concurrent single POSTs are joined:
+ * a request that finds a flush slot free runs `vigil_ingest` at once with
+ * every item waiting (its own first); one that finds every slot busy waits
+ * and is taken by the next flush. Alone, a request pays nothing extra; under
+ * load, requests share one statement and one commit.
+ *
+ * What each caller gets is exactly what it would have got alone: its own
+ * row (201 new / 200 duplicate), or its own refusal. An item the database
+ * refuses by index (unknown customer, currency without a rate) is answered
+ * with its field and the rest are sent again without it; any other failure
+ * of a joined flush is retried one item at a time so no request fails for
+ * another's sake. Two requests with the same external_id in one flush: the
+ * first (arrival order) creates, the second is a duplicate — as two
+ * concurrent commits would be.
+ *
+ * Process-wide state, started and stopped by api_server_run. Thread-safe.
+ */
+#ifndef VIGIL_API_INGEST_H
+#define VIGIL_API_INGEST_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+
+#include "util/config.h"
+#include "util/status.h"
+
+/* Reads VIGIL_INGEST_FLUSHES (0: every request alone) and VIGIL_MAX_BATCH
+ * (most items in one flush). */
+void api_ingest_start(const vg_config *cfg);
+void api_ingest_stop(void);
+
+/* Ingests one validated, canonical item (tx_body_decode's) on `db`, joined
+ * with concurrent callers. On VG_OK *out (malloc'd) is the transaction's JSON
+ * with "duplicate", *id its id and *created 1 when it was new. */
+vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int *created,
+                         vg_error *err);
+
+/* Prometheus lines: flushes, items, items per flush, retries. */
+void api_ingest_render(FILE *f);
+
+#endif

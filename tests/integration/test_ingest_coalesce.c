@@ -1,0 +1,248 @@
+/*
+ * test_ingest_coalesce.c — concurrent single-transaction POSTs share one
+ * commit (src/api/api_ingest.c), and each still gets its own answer.
+ *
+ * The first request's flush is held inside PostgreSQL by a row lock the
+ * test takes on its customer; with VIGIL_INGEST_FLUSHES=1 every request sent
+ * meanwhile must wait, and all of them go in the next flush together. Among
+ * them: new transactions, three with one external_id, two naming an unknown
+ * customer, and one a trigger (installed by the test, as the owner) makes
+ * the database refuse without naming an item. Expected: each new one 201,
+ * exactly one of the three 201 and two 200 duplicates of it, the unknown
+ * customers 422 naming customer_id, the trigger's victim alone fails, the
+ * others are written — and /metrics shows that requests were joined.
+ */
+#include "harness.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+typedef struct call {
+    h_env *env;
+    char body[512];
+    h_resp r;
+    atomic_int done;
+    pthread_t th;
+} call;
+
+static void *run_call(void *arg)
+{
+    call *c = arg;
+    h_post(c->env, c->env->admin_key, c->body, &c->r, "/transactions");
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static void tx_body(call *c, const char *ext, const char *customer)
+{
+    snprintf(c->body, sizeof c->body,
+             "{\"external_id\": \"%s\", \"customer_id\": \"%s\", \"amount\": \"120.00\","
+             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2026-11-01T10:00:00Z\"}",
+             ext, customer);
+}
+
+static char *new_customer(h_env *env, const char *name)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"full_name\": \"%s\", \"country\": \"DE\"}", name);
+    h_resp r = {0};
+    assert_int_equal(h_post(env, env->admin_key, body, &r, "/customers"), 0);
+    assert_int_equal(r.status, 201);
+    char *id = strdup(json_string_value(json_object_get(r.json, "id")));
+    h_resp_free(&r);
+    return id;
+}
+
+static long long metric(h_env *env, const char *name)
+{
+    h_resp r = {0};
+    assert_int_equal(h_get(env, env->admin_key, &r, "/metrics"), 0);
+    assert_int_equal(r.status, 200);
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\n%s ", name);
+    const char *at = strstr(r.body, pattern);
+    long long v = at ? atoll(at + strlen(pattern)) : -1;
+    h_resp_free(&r);
+    return v;
+}
+
+static const char *jstr(const h_resp *r, const char *k)
+{
+    return json_string_value(json_object_get(r->json, k));
+}
+
+enum { FIRST, GOOD0, GOOD1, GOOD2, GOOD3, DUP0, DUP1, DUP2, UNKNOWN0, UNKNOWN1, BOOM, NCALLS };
+
+static void joined_requests_get_their_own_answers(void **state)
+{
+    (void)state;
+    h_env *env = h_env_new();
+    assert_non_null(env);
+    assert_int_equal(h_pg_start(env), 0);
+    assert_int_equal(h_migrate(env), 0);
+    assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
+    const char *cfg[] = {"VIGIL_INGEST_FLUSHES=1", "VIGIL_HTTP_THREADS=64", NULL};
+    assert_int_equal(h_vigil_start(env, cfg), 0);
+    char *a = new_customer(env, "Held Customer"), *b = new_customer(env, "Joined Customer");
+    /* A failure that names no item, for one external_id only. */
+    assert_int_equal(h_db_exec(env, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
+                                    " BEGIN IF NEW.external_id = 'boom' THEN"
+                                    "  RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$;"
+                                    " CREATE TRIGGER boom BEFORE INSERT ON transactions"
+                                    " FOR EACH ROW EXECUTE FUNCTION boom()"),
+                     0);
+    long long flushes0 = metric(env, "vigil_ingest_flushes_total");
+
+    /* Hold the first flush inside PostgreSQL. */
+    PGconn *hold = h_db_connect(env);
+    assert_non_null(hold);
+    const char *pa[] = {a};
+    PGresult *res = PQexec(hold, "BEGIN");
+    PQclear(res);
+    res = PQexecParams(hold, "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", 1, NULL, pa, NULL,
+                       NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+
+    static call calls[NCALLS];
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < NCALLS; i++)
+        calls[i].env = env;
+    tx_body(&calls[FIRST], "held-1", a);
+    for (int i = GOOD0; i <= GOOD3; i++) {
+        char ext[32];
+        snprintf(ext, sizeof ext, "joined-%d", i);
+        tx_body(&calls[i], ext, b);
+    }
+    for (int i = DUP0; i <= DUP2; i++)
+        tx_body(&calls[i], "dup-1", b);
+    tx_body(&calls[UNKNOWN0], "unknown-1", "00000000-0000-4000-8000-000000000001");
+    tx_body(&calls[UNKNOWN1], "unknown-2", "00000000-0000-4000-8000-000000000002");
+    tx_body(&calls[BOOM], "boom", b);
+
+    assert_int_equal(pthread_create(&calls[FIRST].th, NULL, run_call, &calls[FIRST]), 0);
+    /* Until the first flush waits on the lock. */
+    long long t0 = h_now_ms();
+    while (h_db_count(env, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                           " AND query LIKE '%vigil_ingest%'") < 1) {
+        assert_true(h_now_ms() - t0 < 10000);
+        h_sleep_ms(20);
+    }
+    for (int i = GOOD0; i < NCALLS; i++)
+        assert_int_equal(pthread_create(&calls[i].th, NULL, run_call, &calls[i]), 0);
+    h_sleep_ms(800);
+    /* Nobody is answered while the one flush slot is held. */
+    for (int i = 0; i < NCALLS; i++)
+        assert_int_equal(atomic_load(&calls[i].done), 0);
+    res = PQexec(hold, "COMMIT");
+    PQclear(res);
+    PQfinish(hold);
+    for (int i = 0; i < NCALLS; i++)
+        pthread_join(calls[i].th, NULL);
+
+    assert_int_equal(calls[FIRST].r.status, 201);
+    for (int i = GOOD0; i <= GOOD3; i++) {
+        char ext[32], want[80], loc[128];
+        snprintf(ext, sizeof ext, "joined-%d", i);
+        assert_int_equal(calls[i].r.status, 201);
+        assert_string_equal(jstr(&calls[i].r, "external_id"), ext);
+        assert_string_equal(jstr(&calls[i].r, "customer_id"), b);
+        assert_false(json_is_true(json_object_get(calls[i].r.json, "duplicate")));
+        snprintf(want, sizeof want, "/transactions/%s", jstr(&calls[i].r, "id"));
+        assert_int_equal(h_resp_header(&calls[i].r, "Location", loc, sizeof loc), 0);
+        assert_non_null(strstr(loc, want));
+    }
+    int created = 0;
+    for (int i = DUP0; i <= DUP2; i++) {
+        assert_true(calls[i].r.status == 201 || calls[i].r.status == 200);
+        assert_int_equal(json_is_true(json_object_get(calls[i].r.json, "duplicate")),
+                         calls[i].r.status == 200);
+        created += calls[i].r.status == 201;
+        assert_string_equal(jstr(&calls[i].r, "id"), jstr(&calls[DUP0].r, "id"));
+    }
+    assert_int_equal(created, 1);
+    for (int i = UNKNOWN0; i <= UNKNOWN1; i++) {
+        assert_int_equal(calls[i].r.status, 422);
+        assert_string_equal(jstr(&calls[i].r, "field"), "customer_id");
+        assert_non_null(strstr(jstr(&calls[i].r, "detail"), "unknown customer"));
+    }
+    assert_int_equal(calls[BOOM].r.status, 500);
+    assert_non_null(strstr(jstr(&calls[BOOM].r, "detail"), "boom refused"));
+
+    /* Written: the held one, four new, one of the three; nothing else. */
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions"), 6);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions WHERE external_id"
+                                     " IN ('unknown-1', 'unknown-2', 'boom')"),
+                     0);
+    /* Each written transaction has its event, once. */
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM (SELECT payload FROM outbox UNION ALL"
+                                     " SELECT payload FROM event_log) e"
+                                     " WHERE payload->>'type' = 'aml.transaction.ingested'"),
+                     6);
+
+    long long largest = metric(env, "vigil_ingest_largest_flush");
+    long long flushes = metric(env, "vigil_ingest_flushes_total") - flushes0;
+    long long alone = metric(env, "vigil_ingest_retried_alone_total");
+    fprintf(stderr, "coalesce: %d requests, %lld flushes, largest %lld, retried alone %lld\n",
+            NCALLS, flushes, largest, alone);
+    /* Requests were joined. (How many depends on which of vigil's HTTP
+     * threads each connection landed on: a thread waiting for a flush
+     * serves no other connection, so two requests on one thread are not
+     * queued together. 64 threads make that rare, not impossible.) */
+    assert_true(largest >= 2);
+    for (int i = 0; i < NCALLS; i++)
+        h_resp_free(&calls[i].r);
+    free(a);
+    free(b);
+    h_teardown(env);
+}
+
+/* VIGIL_INGEST_FLUSHES=0: concurrent requests each commit alone. */
+static void coalescing_off_commits_each_alone(void **state)
+{
+    (void)state;
+    h_env *env = h_env_new();
+    assert_non_null(env);
+    assert_int_equal(h_pg_start(env), 0);
+    assert_int_equal(h_migrate(env), 0);
+    assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
+    const char *cfg[] = {"VIGIL_INGEST_FLUSHES=0", NULL};
+    assert_int_equal(h_vigil_start(env, cfg), 0);
+    char *b = new_customer(env, "Alone Customer");
+    static call calls[8];
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < 8; i++) {
+        char ext[32];
+        snprintf(ext, sizeof ext, "alone-%d", i);
+        calls[i].env = env;
+        tx_body(&calls[i], ext, b);
+        assert_int_equal(pthread_create(&calls[i].th, NULL, run_call, &calls[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(calls[i].th, NULL);
+        assert_int_equal(calls[i].r.status, 201);
+        h_resp_free(&calls[i].r);
+    }
+    assert_int_equal(metric(env, "vigil_ingest_largest_flush"), 1);
+    assert_int_equal(metric(env, "vigil_ingest_flushes_total"), 8);
+    free(b);
+    h_teardown(env);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(joined_requests_get_their_own_answers),
+        cmocka_unit_test(coalescing_off_commits_each_alone),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
