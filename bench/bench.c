@@ -872,17 +872,27 @@ static void bench_seed(h_env *env, const ev *evs, long n, double vigil_rate)
 
 /* ---- benchmark 3: publisher drain vs. raw async publish ------------------------------ */
 
+/* The publisher's window: VIGIL_PUBLISH_WINDOW as `vigil serve` will read it
+ * (the default is config.h's). The raw reference gets as many messages in
+ * flight, so the two are compared at the same depth. */
+static long publish_window(void)
+{
+    const char *w = getenv("VIGIL_PUBLISH_WINDOW");
+    return w && atol(w) > 0 ? atol(w) : 4000;
+}
+
 /* Publishes evs into a fresh stream BENCH_RAW and returns the seconds until the
- * last ack. mode 0: pipelined (at most 1000 in flight, the reference); mode 1:
- * stop-and-wait windows of 1000 like the publisher; mode 2: those windows plus
- * the publisher's Nats-Expected-Last-Sequence/-Msg-Id headers. Modes 1 and 2
- * attribute the publisher's gap to the reference. */
+ * last ack. mode 0: pipelined (at most publish_window() in flight, the
+ * reference); mode 1: stop-and-wait windows of that size like the publisher;
+ * mode 2: those windows plus the publisher's Nats-Expected-Last-Sequence/-Msg-Id
+ * headers. Modes 1 and 2 attribute the publisher's gap to the reference. */
 static double raw_publish(natsConnection *nc, const ev *evs, long n, int mode)
 {
+    long win = publish_window();
     jsCtx *js = NULL;
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.PublishAsync.MaxPending = 1000; /* = VIGIL_PUBLISH_WINDOW */
+    jo.PublishAsync.MaxPending = (int64_t)win;
     natsConnection_JetStream(&js, nc, &jo);
     js_drop(js, "BENCH_RAW");
     jsStreamConfig sc;
@@ -908,14 +918,14 @@ static double raw_publish(natsConnection *nc, const ev *evs, long n, int mode)
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = evs[i].id;
-        if (mode == 2 && i % 1000 == 0)
+        if (mode == 2 && i % win == 0)
             po.ExpectLastSeq = (uint64_t)i;
         else if (mode == 2)
             po.ExpectLastMsgId = evs[i - 1].id;
         if (js_PublishMsgAsync(js, &m, &po) != NATS_OK)
             fprintf(stderr, "bench 3: raw publish %ld failed\n", i);
         natsMsg_Destroy(m);
-        if (mode && (i % 1000 == 999 || i == n - 1)) {
+        if (mode && (i % win == win - 1 || i == n - 1)) {
             jsPubOptions ww;
             jsPubOptions_Init(&ww);
             ww.MaxWait = 60000;
@@ -1031,13 +1041,15 @@ static void bench_publisher(int with_seed)
     r->pass = r->reference > 0 && r->value >= 0.8 * r->reference;
     snprintf(r->note, sizeof r->note,
              "%ld events; runs: %s ev/s (from `vigil serve` start, roles api+publisher, to cursor "
-             "= N); raw runs: %s msg/s (at most 1000 in flight, same bodies and Msg-Ids, stream "
-             "BENCH_RAW). Same raw publish in stop-and-wait windows of 1000 (what the publisher "
-             "does): %.0f msg/s; plus the publisher's expected-last-seq/msg-id headers: %.0f msg/s "
-             "(medians). Time to /healthz of `vigil serve` (included above): %.2f s (median). "
-             "The publisher's per-window read (SELECT of 1000 rows, payload::text) alone, "
-             "replayed over the whole log by this client: %.2f s",
-             n, rv, rr, median(win, runs), median(winx, runs), median(startup, runs), read_s);
+             "= N, VIGIL_PUBLISH_WINDOW %ld); raw runs: %s msg/s (at most %ld in flight, same "
+             "bodies and Msg-Ids, stream BENCH_RAW). Same raw publish in stop-and-wait windows "
+             "of %ld (what the publisher does): %.0f msg/s; plus the publisher's "
+             "expected-last-seq/msg-id headers: %.0f msg/s (medians). Time to /healthz of "
+             "`vigil serve` (included above): %.2f s (median). The publisher's per-window read "
+             "(SELECT of a window, payload::text) alone, replayed over the whole log by this "
+             "client: %.2f s",
+             n, rv, publish_window(), rr, publish_window(), publish_window(), median(win, runs),
+             median(winx, runs), median(startup, runs), read_s);
     if (with_seed)
         bench_seed(env, evs, n, r->value);
     PQclear(res);

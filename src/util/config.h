@@ -59,7 +59,7 @@
       "JetStream duplicate window in seconds (Nats-Msg-Id = event id)")                            \
     X(stream_replicas, "VIGIL_STREAM_REPLICAS", 1, 1, 5,                                           \
       "replicas of the stream (JetStream cluster)")                                                \
-    X(publish_window, "VIGIL_PUBLISH_WINDOW", 1000, 1, 100000,                                     \
+    X(publish_window, "VIGIL_PUBLISH_WINDOW", 4000, 1, 100000,                                     \
       "events in flight to JetStream before waiting for their acks")                               \
     X(publish_ack_timeout_ms, "VIGIL_PUBLISH_ACK_TIMEOUT_MS", 5000, 100, 600000,                   \
       "how long the publisher waits for JetStream acks")                                           \
