@@ -74,10 +74,10 @@ static void answer_error(waiter *w, const vg_error *err)
     w->err.items = err->items ? json_deep_copy(err->items) : NULL;
 }
 
-#define INGEST_ROWS_SQL                                                                            \
-    "SELECT idx, duplicate, tx->>'id',"                                                            \
-    " (tx || jsonb_build_object('duplicate', duplicate))::text"                                    \
-    " FROM vigil_ingest($1::jsonb) ORDER BY idx"
+static db_stmt ingest_rows = DB_STMT("SELECT idx, duplicate, tx->>'id',"
+                                     " (tx || jsonb_build_object('duplicate', duplicate))::text"
+                                     " FROM vigil_ingest($1::jsonb) ORDER BY idx",
+                                     1);
 
 /* Runs the n waiters of `all` as one vigil_ingest and answers each. */
 static void flush(PGconn *db, waiter *const *all, int n)
@@ -103,7 +103,7 @@ static void flush(PGconn *db, waiter *const *all, int n)
         text[len] = '\0';
         const char *p[] = {text};
         vg_error err = {0};
-        PGresult *r = db_exec(db, INGEST_ROWS_SQL, 1, p, &err);
+        PGresult *r = db_exec_stmt(db, &ingest_rows, p, &err);
         atomic_fetch_add(&ing.flushes, 1);
         atomic_fetch_add(&ing.items, n);
         long long big = atomic_load(&ing.largest);

@@ -56,13 +56,24 @@ vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *de
     snprintf(seq, sizeof seq, "%lld", ev->seq);
     const char *p[] = {def->name, ev->id, seq};
     *duplicate = 0;
+    if (def->apply_stmt) {
+        const char *all[] = {def->name, ev->id, seq, ev->type};
+        PGresult *r = db_exec_stmt(c, def->apply_stmt, all, err);
+        if (!r)
+            return err->code;
+        *duplicate = PQgetvalue(r, 0, 0)[0] != 't';
+        PQclear(r);
+        if (!*duplicate && def->emits_events)
+            wake_kick();
+        return VG_OK;
+    }
     vg_status st = db_begin(c, err);
     if (st != VG_OK)
         return st;
-    PGresult *r = db_exec(c,
-                          "INSERT INTO processed_events (consumer, event_id, seq)"
-                          " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                          3, p, err);
+    static db_stmt seen = DB_STMT("INSERT INTO processed_events (consumer, event_id, seq)"
+                                  " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                  3);
+    PGresult *r = db_exec_stmt(c, &seen, p, err);
     if (!r) {
         st = err->code;
         goto fail;
@@ -209,12 +220,14 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
 }
 
 /* 1 when *c is usable, reconnecting when it is not. */
-static int db_ok(const vg_config *cfg, PGconn **c)
+static int db_ok(const vg_config *cfg, const consumer_def *def, PGconn **c)
 {
     if (*c && PQstatus(*c) == CONNECTION_OK)
         return 1;
     PQfinish(*c);
-    *c = db_connect(cfg->database_url, (int)cfg->db_connect_timeout, NULL);
+    char app[64];
+    snprintf(app, sizeof app, "vigil consumer %s", def->name);
+    *c = db_connect_as(cfg->database_url, (int)cfg->db_connect_timeout, app, NULL);
     return *c != NULL;
 }
 
@@ -288,7 +301,7 @@ void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *sto
     atomic_store(&s->running, 1);
     while (!atomic_load(stop)) {
         vg_error err = {0};
-        if (!db_ok(cfg, &c))
+        if (!db_ok(cfg, def, &c))
             vg_fail(&err, VG_E_UNAVAILABLE, NULL, "database unavailable");
         if (c && !nc)
             stream_connect(cfg, def->name, 0, NULL, NULL, &nc, &js, &err);
@@ -319,7 +332,7 @@ void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *sto
         /* Hold the message through a database outage (InProgress keeps
          * JetStream from redelivering it meanwhile). */
         while (m && !atomic_load(stop)) {
-            if (db_ok(cfg, &c) && handle(c, cfg, def, s, m, crash_before_ack) == 0)
+            if (db_ok(cfg, def, &c) && handle(c, cfg, def, s, m, crash_before_ack) == 0)
                 break;
             natsMsg_InProgress(m, NULL);
             leader_sleep(stop, 1000);

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 
+#include "store/db.h"
 #include "util/config.h"
 #include "util/status.h"
 
@@ -65,6 +66,12 @@ typedef struct consumer_def {
      * wake the sequencer. 0 for one that never does (webhooks), whose
      * commit per event would otherwise wake it for nothing, once per event. */
     int emits_events;
+    /* When set, consumer_apply does an event's whole transaction with this
+     * one statement, one round trip instead of four (BEGIN, processed_events,
+     * handler, COMMIT), and `handler` is not called. Parameters: consumer
+     * name, event id, seq, type; it returns false for an event already
+     * processed. For a consumer whose work is SQL alone (webhooks). */
+    db_stmt *apply_stmt;
 } consumer_def;
 
 /* Observable counters per consumer (for /metrics). */

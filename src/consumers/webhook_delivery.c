@@ -102,7 +102,8 @@ static int db_ready(worker *w)
     w->next_connect_us = now + 1000000;
     PQfinish(w->db);
     vg_error err = {0};
-    w->db = db_connect(w->cfg->database_url, (int)w->cfg->db_connect_timeout, &err);
+    w->db = db_connect_as(w->cfg->database_url, (int)w->cfg->db_connect_timeout,
+                          "vigil webhook delivery", &err);
     if (w->db && db_run(w->db, "LISTEN vigil_webhooks", 0, NULL, &err) == VG_OK) {
         if (w->db_said)
             log_info("webhooks: delivery worker reconnected to the database");

@@ -72,7 +72,9 @@ void *leader_main(void *arg)
     int backoff = 100, said_waiting = 0, said_down = 0;
     while (!atomic_load(role->stop)) {
         vg_error err = {0};
-        PGconn *c = db_connect(role->db_url, role->connect_timeout, &err);
+        char app[64];
+        snprintf(app, sizeof app, "vigil %s", role->name);
+        PGconn *c = db_connect_as(role->db_url, role->connect_timeout, app, &err);
         if (!c) {
             if (!said_down)
                 log_warn("%s: database unavailable, retrying: %s", role->name, err.detail);

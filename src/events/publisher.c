@@ -182,8 +182,9 @@ static vg_status save_cursor(PGconn *c, long long cursor, vg_error *err)
     char v[32];
     snprintf(v, sizeof v, "%lld", cursor);
     const char *p[] = {v};
-    return db_run(c, "UPDATE cursors SET seq = $1, updated_at = now() WHERE name = 'publisher'", 1,
-                  p, err);
+    static db_stmt save =
+        DB_STMT("UPDATE cursors SET seq = $1, updated_at = now() WHERE name = 'publisher'", 1);
+    return db_run_stmt(c, &save, p, err);
 }
 
 /* Reconciles the cursor with the stream's tail (see file comment). Sets
@@ -235,19 +236,21 @@ static vg_status sync_tail(publisher *p, jsCtx *js, PGconn *c, long long *cursor
     return VG_OK;
 }
 
-#define READ_WINDOW_SQL                                                                            \
-    "SELECT seq, event_id, event_type, payload::text FROM event_log"                               \
-    " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int"                                      \
-    " ORDER BY seq" /* a seq range: an index range scan whatever the stats */
+/* A seq range: an index range scan whatever the stats. */
+static db_stmt read_window =
+    DB_STMT("SELECT seq, event_id, event_type, payload::text FROM event_log"
+            " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int"
+            " ORDER BY seq",
+            2);
 
 /* Sends the read of the window after `cursor` without waiting for it. */
-static int send_read(publisher *p, PGconn *c, long long cursor)
+static int send_read(publisher *p, PGconn *c, long long cursor, vg_error *err)
 {
     char after[32], lim[16];
     snprintf(after, sizeof after, "%lld", cursor);
     snprintf(lim, sizeof lim, "%ld", p->cfg->publish_window);
     const char *params[] = {after, lim};
-    return PQsendQueryParams(c, READ_WINDOW_SQL, 2, NULL, params, NULL, NULL, 0);
+    return db_send_stmt(c, &read_window, params, err);
 }
 
 /* Collects the result of send_read (NULL with err on failure). */
@@ -279,7 +282,7 @@ static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long lo
 {
     PGresult *r = *rows;
     *rows = NULL;
-    if (!r && (!send_read(p, c, cursor) || !(r = recv_read(c, err))))
+    if (!r && (!send_read(p, c, cursor, err) || !(r = recv_read(c, err))))
         return -1;
     int n = PQntuples(r);
     if (n == 0) {
@@ -327,7 +330,9 @@ static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long lo
     }
     PQclear(r);
     /* A full window: more may follow; read them while the acks come in. */
-    int prefetching = n == p->cfg->publish_window && send_read(p, c, cursor + n);
+    int prefetching = n == p->cfg->publish_window && send_read(p, c, cursor + n, err);
+    if (n == p->cfg->publish_window && !prefetching)
+        return -1;
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
     wait.MaxWait = p->cfg->publish_ack_timeout_ms;

@@ -17,6 +17,8 @@
 #include "store/db.h"
 #include "util/log.h"
 
+static db_stmt sequence = DB_STMT("SELECT moved, last_seq FROM vigil_sequence($1::int)", 1);
+
 void sequencer_run(void *arg, PGconn *c)
 {
     sequencer *s = arg;
@@ -29,7 +31,7 @@ void sequencer_run(void *arg, PGconn *c)
     wake_set_local_leader(1);
     while (!atomic_load(s->stop)) {
         wake_local_drain(); /* this round covers every kick so far */
-        PGresult *r = db_exec(c, "SELECT moved, last_seq FROM vigil_sequence($1::int)", 1, p, &err);
+        PGresult *r = db_exec_stmt(c, &sequence, p, &err);
         if (!r)
             goto fail;
         int moved = atoi(PQgetvalue(r, 0, 0));

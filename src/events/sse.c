@@ -275,7 +275,8 @@ static vg_status hub_load(PGconn *c, vg_error *err)
 /* Connects and LISTENs; NULL with err on failure. */
 static PGconn *hub_connect(vg_error *err)
 {
-    PGconn *c = db_connect(hub.cfg->database_url, (int)hub.cfg->db_connect_timeout, err);
+    PGconn *c =
+        db_connect_as(hub.cfg->database_url, (int)hub.cfg->db_connect_timeout, "vigil sse", err);
     if (c && db_run(c, "LISTEN vigil_events", 0, NULL, err) != VG_OK) {
         PQfinish(c);
         c = NULL;

@@ -67,7 +67,7 @@ static void *notifier_main(void *arg)
             continue;
         vg_error err = {0};
         if (!c)
-            c = db_connect(notifier_url, notifier_timeout, &err);
+            c = db_connect_as(notifier_url, notifier_timeout, "vigil wake", &err);
         if (c && db_run(c, "NOTIFY vigil_outbox", 0, NULL, &err) == VG_OK) {
             if (failing)
                 log_info("wake: notifier connection back");

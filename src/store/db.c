@@ -10,8 +10,10 @@
  */
 #include "store/db.h"
 
+#include <libpq-events.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +38,130 @@ static void notice_to_log(void *arg, const char *message)
 
 PGconn *db_connect(const char *url, int connect_timeout, vg_error *err)
 {
+    return db_connect_as(url, connect_timeout, "vigil", err);
+}
+
+/* ---- prepared statements ---------------------------------------------------
+ * Which db_stmt a connection has prepared lives with the connection itself,
+ * as libpq "instance data" of this event procedure: created when the
+ * procedure is registered, cleared when the connection is reset (the server
+ * session, and its prepared statements, are gone) and freed by PQfinish. */
+typedef struct conn_state {
+    unsigned char prepared[DB_MAX_STMTS + 1];
+} conn_state;
+
+static int conn_event(PGEventId id, void *info, void *pass)
+{
+    (void)pass;
+    switch (id) {
+    case PGEVT_REGISTER: {
+        PGconn *c = ((PGEventRegister *)info)->conn;
+        conn_state *s = calloc(1, sizeof *s);
+        return s && PQsetInstanceData(c, conn_event, s);
+    }
+    case PGEVT_CONNRESET: {
+        conn_state *s = PQinstanceData(((PGEventConnReset *)info)->conn, conn_event);
+        if (s)
+            memset(s, 0, sizeof *s);
+        return 1;
+    }
+    case PGEVT_CONNDESTROY:
+        free(PQinstanceData(((PGEventConnDestroy *)info)->conn, conn_event));
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+static _Atomic int stmt_ids;
+
+/* The statement's slot, assigning one on first use (0: none left). */
+static int stmt_slot(db_stmt *s)
+{
+    int id = atomic_load(&s->id);
+    if (id)
+        return id;
+    int mine = atomic_fetch_add(&stmt_ids, 1) + 1, none = 0;
+    if (!atomic_compare_exchange_strong(&s->id, &none, mine))
+        return none; /* another thread assigned it first */
+    if (mine > DB_MAX_STMTS)
+        log_warn("more than %d prepared statements: \"%.60s\" runs unprepared", DB_MAX_STMTS,
+                 s->sql);
+    return mine;
+}
+
+/* Prepares `s` on `c` unless done. 1: run it by `name`; 0: run it unprepared
+ * (a connection without state, or no slot left); -1: preparing failed
+ * (err set). */
+static int ensure_prepared(PGconn *c, db_stmt *s, char *name, size_t namesz, vg_error *err)
+{
+    conn_state *st = PQinstanceData(c, conn_event);
+    int id = stmt_slot(s);
+    if (!st || id > DB_MAX_STMTS)
+        return 0;
+    snprintf(name, namesz, "vg%d", id);
+    if (st->prepared[id])
+        return 1;
+    PGresult *r = PQprepare(c, name, s->sql, s->nparams, NULL);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        db_map_error(c, r, err);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    st->prepared[id] = 1;
+    return 1;
+}
+
+PGresult *db_exec_stmt(PGconn *c, db_stmt *s, const char *const *params, vg_error *err)
+{
+    char name[16];
+    int how = ensure_prepared(c, s, name, sizeof name, err);
+    if (how < 0)
+        return NULL;
+    if (how == 0)
+        return db_exec(c, s->sql, s->nparams, params, err);
+    PGresult *res = PQexecPrepared(c, name, s->nparams, params, NULL, NULL, 0);
+    ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK)
+        return res;
+    db_map_error(c, res, err);
+    PQclear(res);
+    return NULL;
+}
+
+vg_status db_run_stmt(PGconn *c, db_stmt *s, const char *const *params, vg_error *err)
+{
+    vg_error local = {0};
+    PGresult *res = db_exec_stmt(c, s, params, err ? err : &local);
+    if (!res) {
+        vg_status st = err ? err->code : local.code;
+        vg_error_clear(&local);
+        return st;
+    }
+    PQclear(res);
+    return VG_OK;
+}
+
+int db_send_stmt(PGconn *c, db_stmt *s, const char *const *params, vg_error *err)
+{
+    char name[16];
+    int how = ensure_prepared(c, s, name, sizeof name, err);
+    if (how < 0)
+        return 0;
+    int sent = how ? PQsendQueryPrepared(c, name, s->nparams, params, NULL, NULL, 0)
+                   : PQsendQueryParams(c, s->sql, s->nparams, NULL, params, NULL, NULL, 0);
+    if (!sent)
+        db_map_error(c, NULL, err);
+    return sent;
+}
+
+PGconn *db_connect_as(const char *url, int connect_timeout, const char *name, vg_error *err)
+{
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout);
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {url, timeout, "vigil", NULL};
+    const char *vals[] = {url, timeout, name, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1 /* expand dbname as a URI */);
     if (PQstatus(c) != CONNECTION_OK) {
         vg_fail(err, VG_E_UNAVAILABLE, NULL, "database unavailable: %s",
@@ -51,6 +173,9 @@ PGconn *db_connect(const char *url, int connect_timeout, vg_error *err)
         return NULL;
     }
     PQsetNoticeProcessor(c, notice_to_log, NULL);
+    if (!PQregisterEventProc(c, conn_event, "vigil", NULL))
+        log_warn("database: cannot track prepared statements on this connection; its "
+                 "statements run unprepared");
     return c;
 }
 
@@ -128,7 +253,7 @@ PGconn *db_acquire(db_pool *p, vg_error *err)
         c = NULL;
     }
     if (!c)
-        c = db_connect(p->url, p->connect_timeout, err);
+        c = db_connect_as(p->url, p->connect_timeout, "vigil api", err);
 
     pthread_mutex_lock(&p->mu);
     if (!c) {

@@ -31,6 +31,41 @@ void db_release(db_pool *pool, PGconn *conn);
 /* Opens a standalone connection (CLI commands). NULL with err on failure. */
 PGconn *db_connect(const char *url, int connect_timeout, vg_error *err);
 
+/* db_connect with application_name `name` ("vigil sequencer", "vigil
+ * consumer risk"...), so pg_stat_activity and pg_stat_statements users can
+ * tell Vigil's sessions apart. db_connect names them "vigil". */
+PGconn *db_connect_as(const char *url, int connect_timeout, const char *name, vg_error *err);
+
+/* A statement run often enough to be worth preparing: each connection
+ * parses and plans it once (PQprepare, on first use) instead of on every
+ * execution. Declare one per call site, static, with DB_STMT:
+ *
+ *     static db_stmt read_window = DB_STMT("SELECT ... WHERE seq > $1");
+ *
+ * Planning was a fifth of PostgreSQL's CPU in benchmark 2 (every API key
+ * lookup, publisher read and consumer insert planned anew). Connections
+ * from db_connect_as remember what they prepared (a libpq event procedure,
+ * forgotten on PQreset / PQfinish); on any other connection, or past
+ * DB_MAX_STMTS statements, these run unprepared. Statements with optional
+ * filters whose best plan depends on the values stay with db_exec. */
+#define DB_MAX_STMTS 64
+typedef struct db_stmt {
+    const char *sql;
+    int nparams;
+    _Atomic int id; /* 1..: its slot and the name vg<id>; 0 until first use */
+} db_stmt;
+#define DB_STMT(text, n)                                                                           \
+    {                                                                                              \
+        .sql = (text), .nparams = (n)                                                              \
+    }
+
+/* db_exec / db_run of a prepared statement (nparams as declared). */
+PGresult *db_exec_stmt(PGconn *conn, db_stmt *stmt, const char *const *params, vg_error *err);
+vg_status db_run_stmt(PGconn *conn, db_stmt *stmt, const char *const *params, vg_error *err);
+/* PQsendQueryPrepared, preparing first when needed (synchronously: nothing
+ * may be in flight). 1 when sent, 0 with err. */
+int db_send_stmt(PGconn *conn, db_stmt *stmt, const char *const *params, vg_error *err);
+
 /* Runs `sql` with text parameters (NULL entries are SQL NULL). Returns the
  * result on PGRES_COMMAND_OK / PGRES_TUPLES_OK, else NULL with `err` set by
  * db_map_error(). Caller PQclear()s the result. */

@@ -51,8 +51,7 @@ vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, cons
                         const char *actor, int force, int *changed, vg_error *err)
 {
     const char *p[] = {id};
-    PGresult *r = db_exec(
-        c,
+    static db_stmt inputs = DB_STMT(
         "SELECT c.country IS NOT NULL,"
         " EXISTS (SELECT 1 FROM high_risk_countries h WHERE h.country = c.country),"
         " c.pep, c.customer_type = 'business',"
@@ -64,7 +63,8 @@ vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, cons
         "   AND a.disposition = 'sar_filed'),"
         " c.risk_score, c.risk_level, c.risk_version "
         "FROM customers c WHERE c.id = $1 FOR UPDATE",
-        1, p, err);
+        1);
+    PGresult *r = db_exec_stmt(c, &inputs, p, err);
     if (!r)
         return err ? err->code : VG_E_INTERNAL;
     if (PQntuples(r) != 1) {
@@ -104,19 +104,19 @@ vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, cons
     const char *level = risk_level_name(res.level);
     const char *ins[] = {id,     version, score, level, factors_text, RISK_MODEL_VERSION,
                          reason, actor};
-    vg_status st =
-        db_run(c,
-               "INSERT INTO risk_assessments (customer_id, version, score, level, factors,"
-               " model_version, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-               8, ins, err);
+    static db_stmt assess =
+        DB_STMT("INSERT INTO risk_assessments (customer_id, version, score, level, factors,"
+                " model_version, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                8);
+    vg_status st = db_run_stmt(c, &assess, ins, err);
     free(factors_text);
     if (st != VG_OK)
         return st;
     const char *upd[] = {id, score, level, version};
-    st = db_run(c,
-                "UPDATE customers SET risk_score = $2, risk_level = $3, risk_version = $4 "
-                "WHERE id = $1",
-                4, upd, err);
+    static db_stmt update = DB_STMT(
+        "UPDATE customers SET risk_score = $2, risk_level = $3, risk_version = $4 WHERE id = $1",
+        4);
+    st = db_run_stmt(c, &update, upd, err);
     if (st != VG_OK)
         return st;
     if (res.level == RISK_HIGH && old_level != RISK_HIGH)

@@ -37,12 +37,14 @@ PGresult *event_log_scan(PGconn *c, int64_t after, int64_t before, const char *t
     snprintf(b, sizeof b, "%" PRId64, before);
     snprintf(l, sizeof l, "%d", limit);
     const char *params[] = {a, before > 0 ? b : NULL, type_prefix, l};
-    return db_exec(c,
-                   "SELECT seq, event_type, payload::text FROM event_log"
-                   " WHERE seq > $1::bigint AND ($2::bigint IS NULL OR seq < $2::bigint)"
-                   " AND ($3::text IS NULL OR starts_with(event_type, $3))"
-                   " ORDER BY seq LIMIT $4::int",
-                   4, params, err);
+    /* Prepared: every plan is the same index range scan on seq. */
+    static db_stmt scan =
+        DB_STMT("SELECT seq, event_type, payload::text FROM event_log"
+                " WHERE seq > $1::bigint AND ($2::bigint IS NULL OR seq < $2::bigint)"
+                " AND ($3::text IS NULL OR starts_with(event_type, $3))"
+                " ORDER BY seq LIMIT $4::int",
+                4);
+    return db_exec_stmt(c, &scan, params, err);
 }
 
 vg_status event_log_head(PGconn *c, int64_t *head, vg_error *err)

@@ -142,12 +142,13 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
     char prefix[KEY_PREFIX_LEN + 1];
     snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
     const char *p[] = {prefix};
-    PGresult *r = db_exec(c,
-                          "SELECT id, name, role, encode(key_hash, 'hex'), revoked_at IS NOT NULL,"
-                          " vigil_ts(expires_at), expires_at <= now(),"
-                          " last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
-                          " FROM api_keys WHERE key_prefix = $1",
-                          1, p, err);
+    static db_stmt lookup =
+        DB_STMT("SELECT id, name, role, encode(key_hash, 'hex'), revoked_at IS NOT NULL,"
+                " vigil_ts(expires_at), expires_at <= now(),"
+                " last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
+                " FROM api_keys WHERE key_prefix = $1",
+                1);
+    PGresult *r = db_exec_stmt(c, &lookup, p, err);
     if (!r)
         return err ? err->code : VG_E_INTERNAL;
     int match = -1;
@@ -179,7 +180,9 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
          * stay read-only and never wait on the key's row. */
         if (strcmp(PQgetvalue(r, match, 7), "t") == 0) {
             const char *u[] = {info->id};
-            st = db_run(c, "UPDATE api_keys SET last_used_at = now() WHERE id = $1", 1, u, err);
+            static db_stmt used =
+                DB_STMT("UPDATE api_keys SET last_used_at = now() WHERE id = $1", 1);
+            st = db_run_stmt(c, &used, u, err);
         }
     }
     PQclear(r);
