@@ -68,9 +68,10 @@ typedef struct consumer_def {
     int emits_events;
     /* When set, consumer_apply does an event's whole transaction with this
      * one statement, one round trip instead of four (BEGIN, processed_events,
-     * handler, COMMIT), and `handler` is not called. Parameters: consumer
-     * name, event id, seq, type; it returns false for an event already
-     * processed. For a consumer whose work is SQL alone (webhooks). */
+     * handler, COMMIT); `handler` is then NULL (one of the two is set).
+     * Parameters: consumer name, event id, seq, type; it returns false for
+     * an event already processed. For a consumer whose work is SQL alone
+     * (webhooks). */
     db_stmt *apply_stmt;
 } consumer_def;
 

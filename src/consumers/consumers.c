@@ -42,11 +42,11 @@ static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_ev
 
 static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler, NULL, NULL,
                                            1,      NULL};
-/* webhooks_enqueue as one statement (see consumer_def.apply_stmt). */
+/* Its whole transaction is one statement (see consumer_def.apply_stmt). */
 static db_stmt webhooks_apply =
     DB_STMT("SELECT vigil_consume_webhooks($1, $2::uuid, $3::bigint, $4)", 4);
 static const consumer_def webhooks_consumer = {
-    "webhooks", "aml.>", webhooks_enqueue, webhooks_redrive, webhooks_deliver, 0, &webhooks_apply};
+    "webhooks", "aml.>", NULL, webhooks_redrive, webhooks_deliver, 0, &webhooks_apply};
 
 const consumer_def *const consumer_registry[] = {&risk_consumer, &webhooks_consumer, NULL};
 

@@ -1,23 +1,13 @@
 /*
- * webhooks.c — the webhooks consumer's transactional half: enqueue and
- * redrive. The HTTP half is webhook_delivery.c.
+ * webhooks.c — redrive of the webhooks consumer's dead letters (its
+ * enqueue is one SQL statement, see consumers.c). The HTTP half is
+ * webhook_delivery.c.
  */
 #include "consumers/webhooks.h"
 
 #include "store/db.h"
 #include "store/store_webhooks.h"
 #include "util/log.h"
-
-vg_status webhooks_enqueue(PGconn *c, const vg_config *cfg, const consumer_event *ev, vg_error *err)
-{
-    int n = 0;
-    vg_status st = store_webhooks_enqueue(c, ev->id, ev->seq, ev->type, &n, err);
-    if (st == VG_OK && n > 0)
-        log_debug("webhooks: event seq %lld (%s) enqueued for %d webhook(s)", ev->seq, ev->type, n);
-    /* No webhook wants the event: vigil_webhook_enqueue has turned off
-     * synchronous_commit for this transaction (0014_hot_path_costs.sql). */
-    return st;
-}
 
 vg_status webhooks_redrive(PGconn *c, const vg_config *cfg, const consumer_event *ev, vg_error *err)
 {

@@ -5,8 +5,9 @@
  * Two halves, so that slow HTTP never runs inside a JetStream handler's
  * transaction:
  *
- *   webhooks_enqueue  the consumer handler ("webhooks", subject aml.>). In
- *                     the processed_events transaction it only inserts one
+ *   the consumer      ("webhooks", subject aml.>): one statement per event,
+ *                     vigil_consume_webhooks (0015_cached_plans.sql), records
+ *                     the event in processed_events and inserts one
  *                     webhook_deliveries row per active matching webhook —
  *                     an outbox, exactly once per (webhook, event).
  *   webhooks_deliver  the delivery worker, a companion thread of the
@@ -49,11 +50,6 @@
 #include <stdatomic.h>
 
 #include "consumers/consumer.h"
-
-/* The consumer handler: enqueues `ev` for every active webhook subscribed to
- * its type, inside the runner's transaction. */
-vg_status webhooks_enqueue(PGconn *c, const vg_config *cfg, const consumer_event *ev,
-                           vg_error *err);
 
 /* Redrive of a "webhooks" dead letter: the event's dead deliveries to active
  * webhooks become pending now, with a fresh horizon. VG_E_CONFLICT when

@@ -330,8 +330,8 @@ static int publish_window(publisher *p, jsCtx *js, PGconn *c, window *w, long lo
     }
     PQclear(r);
     /* A full window: more may follow; read them while the acks come in. */
-    int prefetching = n == p->cfg->publish_window && send_read(p, c, cursor + n, err);
-    if (n == p->cfg->publish_window && !prefetching)
+    int prefetching = n == p->cfg->publish_window;
+    if (prefetching && !send_read(p, c, cursor + n, err))
         return -1;
     jsPubOptions wait;
     jsPubOptions_Init(&wait);

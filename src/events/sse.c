@@ -133,6 +133,12 @@ static void reserve(char **buf, size_t *cap, size_t need)
     *cap = c;
 }
 
+/* The room frame_append asks for: its fixed text and the seq fit in 64. */
+static size_t frame_room(const char *type, size_t json_len)
+{
+    return strlen(type) + json_len + 64;
+}
+
 /* Appends "id: SEQ\nevent: TYPE\ndata: JSON\n\n" at *len. `json` is
  * PostgreSQL's jsonb text, which never holds a raw line break. Returns the
  * frame's length. */
@@ -144,7 +150,7 @@ static size_t frame_append(char **buf, size_t *len, size_t *cap, int64_t seq, co
         log_error("sse: event %" PRId64 " has a line break in its type; sent as 'invalid'", seq);
         type = "invalid";
     }
-    size_t room = strlen(type) + strlen(json) + 64;
+    size_t room = frame_room(type, strlen(json));
     reserve(buf, cap, *len + room);
     int n =
         snprintf(*buf + *len, room, "id: %" PRId64 "\nevent: %s\ndata: %s\n\n", seq, type, json);
@@ -257,9 +263,9 @@ static vg_status hub_load(PGconn *c, vg_error *err)
             const char *type = PQgetvalue(r, i, 1);
             size_t cap = 0, len = 0, tlen = strlen(type);
             batch[i].seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-            /* One exact allocation: the frame (frame_append asks for its
-             * lengths + 64) and the type after it. */
-            reserve(&batch[i].frame, &cap, 2 * tlen + (size_t)PQgetlength(r, i, 2) + 66);
+            /* One exact allocation: the frame and the type after it. */
+            reserve(&batch[i].frame, &cap,
+                    frame_room(type, (size_t)PQgetlength(r, i, 2)) + tlen + 2);
             batch[i].len =
                 frame_append(&batch[i].frame, &len, &cap, batch[i].seq, type, PQgetvalue(r, i, 2));
             reserve(&batch[i].frame, &cap, len + tlen + 2);

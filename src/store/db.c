@@ -73,6 +73,9 @@ static int conn_event(PGEventId id, void *info, void *pass)
     }
 }
 
+static PGresult *kept(PGconn *c, PGresult *res, vg_error *err);
+static vg_status done(PGresult *res, const vg_error *used, vg_error *local);
+
 static _Atomic int stmt_ids;
 
 /* The statement's slot, assigning one on first use (0: none left). */
@@ -121,26 +124,13 @@ PGresult *db_exec_stmt(PGconn *c, db_stmt *s, const char *const *params, vg_erro
         return NULL;
     if (how == 0)
         return db_exec(c, s->sql, s->nparams, params, err);
-    PGresult *res = PQexecPrepared(c, name, s->nparams, params, NULL, NULL, 0);
-    ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK)
-        return res;
-    db_map_error(c, res, err);
-    PQclear(res);
-    return NULL;
+    return kept(c, PQexecPrepared(c, name, s->nparams, params, NULL, NULL, 0), err);
 }
 
 vg_status db_run_stmt(PGconn *c, db_stmt *s, const char *const *params, vg_error *err)
 {
-    vg_error local = {0};
-    PGresult *res = db_exec_stmt(c, s, params, err ? err : &local);
-    if (!res) {
-        vg_status st = err ? err->code : local.code;
-        vg_error_clear(&local);
-        return st;
-    }
-    PQclear(res);
-    return VG_OK;
+    vg_error local = {0}, *e = err ? err : &local;
+    return done(db_exec_stmt(c, s, params, e), e, &local);
 }
 
 int db_send_stmt(PGconn *c, db_stmt *s, const char *const *params, vg_error *err)
@@ -324,30 +314,39 @@ vg_status db_map_error(PGconn *conn, const PGresult *res, vg_error *err)
     return vg_fail(err, VG_E_INTERNAL, NULL, "database error (SQLSTATE %s)", state);
 }
 
-PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                  vg_error *err)
+/* `res` when it succeeded, else NULL with err set (and `res` freed). */
+static PGresult *kept(PGconn *c, PGresult *res, vg_error *err)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
-    db_map_error(conn, res, err);
+    db_map_error(c, res, err);
     PQclear(res);
     return NULL;
+}
+
+/* A db_run's answer from a db_exec's result: VG_OK (the result freed) or the
+ * code in `used`, the error the exec filled (`local`, the caller's stand-in
+ * when it passed none, is cleared). */
+static vg_status done(PGresult *res, const vg_error *used, vg_error *local)
+{
+    vg_status st = res ? VG_OK : used->code;
+    PQclear(res);
+    vg_error_clear(local);
+    return st;
+}
+
+PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                  vg_error *err)
+{
+    return kept(conn, PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0), err);
 }
 
 vg_status db_run(PGconn *conn, const char *sql, int nparams, const char *const *params,
                  vg_error *err)
 {
-    vg_error local = {0};
-    PGresult *res = db_exec(conn, sql, nparams, params, err ? err : &local);
-    if (!res) {
-        vg_status st = err ? err->code : local.code;
-        vg_error_clear(&local);
-        return st;
-    }
-    PQclear(res);
-    return VG_OK;
+    vg_error local = {0}, *e = err ? err : &local;
+    return done(db_exec(conn, sql, nparams, params, e), e, &local);
 }
 
 vg_status db_begin(PGconn *conn, vg_error *err)
@@ -380,13 +379,10 @@ vg_status db_json(PGconn *conn, const char *sql, int nparams, const char *const 
                   const char *what, char **out, vg_error *err)
 {
     *out = NULL;
-    vg_error local = {0};
-    PGresult *r = db_exec(conn, sql, nparams, params, err ? err : &local);
-    if (!r) {
-        vg_status st = err ? err->code : local.code;
-        vg_error_clear(&local);
-        return st;
-    }
+    vg_error local = {0}, *e = err ? err : &local;
+    PGresult *r = db_exec(conn, sql, nparams, params, e);
+    if (!r)
+        return done(NULL, e, &local);
     vg_status st = VG_OK;
     if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0))
         st = vg_fail(err, VG_E_NOT_FOUND, NULL, "%s not found", what);

@@ -109,21 +109,6 @@ static vg_status one_int(PGconn *c, const char *sql, int np, const char *const *
     return VG_OK;
 }
 
-vg_status store_webhooks_enqueue(PGconn *c, const char *event_id, long long seq, const char *type,
-                                 int *n, vg_error *err)
-{
-    char s[32];
-    snprintf(s, sizeof s, "%lld", seq);
-    const char *p[] = {event_id, s, type};
-    static db_stmt enqueue = DB_STMT("SELECT vigil_webhook_enqueue($1, $2, $3)", 3);
-    PGresult *r = db_exec_stmt(c, &enqueue, p, err);
-    if (!r)
-        return err ? err->code : VG_E_INTERNAL;
-    *n = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
-    PQclear(r);
-    return VG_OK;
-}
-
 vg_status store_webhooks_requeue(PGconn *c, const char *event_id, int *n, vg_error *err)
 {
     const char *p[] = {event_id};

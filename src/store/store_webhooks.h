@@ -28,12 +28,6 @@ vg_status store_webhooks_get(PGconn *c, const char *id, char **out, vg_error *er
 vg_status store_webhooks_set_active(PGconn *c, const char *id, int active, const char *actor,
                                     char **out, vg_error *err);
 
-/* Enqueues the event for every active webhook subscribed to `type`, once per
- * (webhook, event); *n = deliveries enqueued now. Inside the caller's
- * transaction. */
-vg_status store_webhooks_enqueue(PGconn *c, const char *event_id, long long seq, const char *type,
-                                 int *n, vg_error *err);
-
 /* Starts a new round for the event's dead deliveries to active webhooks
  * (redrive); *n = how many. */
 vg_status store_webhooks_requeue(PGconn *c, const char *event_id, int *n, vg_error *err);
