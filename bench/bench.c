@@ -47,6 +47,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -594,6 +595,59 @@ static long vm_hwm_kib(pid_t pid)
     return v;
 }
 
+/* What a run cost the machine, whatever share of it the run got: busy CPU
+ * time of every process (from /proc/stat: user, nice, system, irq, softirq;
+ * steal and idle excluded) and the context switches of `vigil serve`'s
+ * threads. Divided by the transactions of the run these are the efficiency
+ * figures, steadier between runs than rates on a shared machine. The load
+ * generator (this process) is included in the CPU. */
+typedef struct cpu_meter {
+    double busy_s;
+    long long vol, nonvol;
+} cpu_meter;
+
+static void cpu_read(pid_t pid, cpu_meter *m)
+{
+    *m = (cpu_meter){0};
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long u = 0, n = 0, sy = 0, id = 0, io = 0, irq = 0, sirq = 0;
+    if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &sy, &id, &io, &irq,
+                    &sirq) == 7)
+        m->busy_s = (double)(u + n + sy + irq + sirq) / (double)sysconf(_SC_CLK_TCK);
+    if (f)
+        fclose(f);
+    char dir[64], path[128], line[256];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s/status", dir, e->d_name);
+        FILE *t = fopen(path, "r");
+        while (t && fgets(line, sizeof line, t)) {
+            if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+                m->vol += atoll(line + 24);
+            else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27) == 0)
+                m->nonvol += atoll(line + 27);
+        }
+        if (t)
+            fclose(t);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* Per transaction since `a`: CPU ms into *cpu_ms, vigil serve's context
+ * switches (voluntary + not) into *switches. */
+static void cpu_per_tx(pid_t pid, const cpu_meter *a, double tx, double *cpu_ms, double *switches)
+{
+    cpu_meter b;
+    cpu_read(pid, &b);
+    *cpu_ms = tx > 0 ? (b.busy_s - a->busy_s) * 1000.0 / tx : -1;
+    *switches = tx > 0 ? (double)(b.vol - a->vol + b.nonvol - a->nonvol) / tx : -1;
+}
+
 /* With BENCH_PROFILE set (a diagnostic run, numbers not for the table): where
  * PostgreSQL spent its time, per SQL/PL function. */
 static void print_profile(h_env *env, const char *what)
@@ -665,7 +719,8 @@ static void bench_batch(int with_rss)
     if (!env)
         return;
     const char **cust = make_customers(env);
-    double v[MAX_RUNS], ref[MAX_RUNS], lagmax[MAX_RUNS], drain[MAX_RUNS];
+    double v[MAX_RUNS], ref[MAX_RUNS], lagmax[MAX_RUNS], drain[MAX_RUNS], cpu[MAX_RUNS],
+        sw[MAX_RUNS];
     lag_sampler ls;
     char waits[400] = "";
     long long alerts0 = h_db_count(env, "SELECT count(*) FROM alerts");
@@ -674,12 +729,17 @@ static void bench_batch(int with_rss)
         drain_time(env, 60);
         snprintf(tag, sizeof tag, "v%d", i);
         sampler_start(&ls, env);
+        cpu_meter cm;
+        cpu_read(env->vigil_pid, &cm);
+        double t0 = now_s();
         v[i] = run_load(env, cust, http_worker, BATCH_CLIENT, BATCH, tag, NULL, NULL);
+        double tx = v[i] * (now_s() - t0);
         sampler_stop(&ls);
         if (i == runs / 2)
             sampler_waits(&ls, waits, sizeof waits);
         lagmax[i] = (double)ls.max;
         drain[i] = drain_time(env, 120);
+        cpu_per_tx(env->vigil_pid, &cm, tx, &cpu[i], &sw[i]);
         snprintf(tag, sizeof tag, "r%d", i);
         ref[i] = run_load(env, cust, sql_worker, BATCH_CLIENT, BATCH, tag, NULL, NULL);
         fprintf(stderr,
@@ -689,11 +749,13 @@ static void bench_batch(int with_rss)
     }
     long long alerts = h_db_count(env, "SELECT count(*) FROM alerts") - alerts0;
     print_profile(env, "benchmark 1");
-    char rv[128], rr[128], rl[128], rd[128];
+    char rv[128], rr[128], rl[128], rd[128], rc[128], rs[128];
     runs_str(rv, sizeof rv, v, runs, "%.0f");
     runs_str(rr, sizeof rr, ref, runs, "%.0f");
     runs_str(rl, sizeof rl, lagmax, runs, "%.0f");
     runs_str(rd, sizeof rd, drain, runs, "%.2f");
+    runs_str(rc, sizeof rc, cpu, runs, "%.3f");
+    runs_str(rs, sizeof rs, sw, runs, "%.2f");
     result *r = add_bounded("1", "batch ingest (1000/POST, 2 clients)", "tx/s", median(v, runs),
                             ">=", 30000);
     r->reference = median(ref, runs);
@@ -704,9 +766,10 @@ static void bench_batch(int with_rss)
     snprintf(r->note, sizeof r->note,
              "runs: %s tx/s; reference runs: %s rows/s; %lld alerts raised; publish lag (outbox + "
              "unpublished event_log) max per run: %s events, drained to 0 after the load in %s s "
-             "(%s). Run %d: %s",
-             rv, rr, alerts, rl, rd, maxdrain < 1e9 ? "bounded" : "NOT drained within 120 s",
-             runs / 2 + 1, waits);
+             "(%s); CPU per transaction (every process, load to drained): %s ms; vigil serve "
+             "context switches per transaction: %s. Run %d: %s",
+             rv, rr, alerts, rl, rd, maxdrain < 1e9 ? "bounded" : "NOT drained within 120 s", rc,
+             rs, runs / 2 + 1, waits);
     if (with_rss) {
         long kib = vm_hwm_kib(env->vigil_pid);
         result *m = add_bounded("7", "peak RSS of vigil serve (VmHWM) in 1", "MiB",
@@ -755,7 +818,7 @@ static void bench_single(void)
     if (!env)
         return;
     const char **cust = make_customers(env);
-    double v[MAX_RUNS], p99[MAX_RUNS], p50[MAX_RUNS], ref[MAX_RUNS];
+    double v[MAX_RUNS], p99[MAX_RUNS], p50[MAX_RUNS], ref[MAX_RUNS], cpu[MAX_RUNS], sw[MAX_RUNS];
     lag_sampler ls;
     char waits[400] = "";
     double flushes0 = metric_value(env, "vigil_ingest_flushes_total"),
@@ -767,8 +830,14 @@ static void bench_single(void)
         snprintf(tag, sizeof tag, "s%d", i);
         drain_time(env, 60);
         sampler_start(&ls, env);
+        cpu_meter cm;
+        cpu_read(env->vigil_pid, &cm);
+        double t0 = now_s();
         v[i] = run_load(env, cust, http_worker, SINGLE_CONNS, 1, tag, &lat, &nlat);
+        double tx = v[i] * (now_s() - t0);
         sampler_stop(&ls);
+        drain_time(env, 60);
+        cpu_per_tx(env->vigil_pid, &cm, tx, &cpu[i], &sw[i]);
         if (i == runs / 2)
             sampler_waits(&ls, waits, sizeof waits);
         qsort(lat, (size_t)nlat, sizeof *lat, cmp_double);
@@ -777,16 +846,19 @@ static void bench_single(void)
         free(lat);
         ref[i] = pgbench_tps(env);
         fprintf(stderr,
-                "bench 2 run %d: vigil %.0f tx/s p50 %.2f ms p99 %.2f ms, pgbench %.0f tps\n",
-                i + 1, v[i], p50[i], p99[i], ref[i]);
+                "bench 2 run %d: vigil %.0f tx/s p50 %.2f ms p99 %.2f ms (%.3f CPU ms and %.1f "
+                "vigil serve context switches per tx), pgbench %.0f tps\n",
+                i + 1, v[i], p50[i], p99[i], cpu[i], sw[i], ref[i]);
     }
     double flushes = metric_value(env, "vigil_ingest_flushes_total") - flushes0,
            items = metric_value(env, "vigil_ingest_flushed_items_total") - items0;
     print_profile(env, "benchmark 2");
-    char rv[128], rp[128], rr[128];
+    char rv[128], rp[128], rr[128], rc[128], rs[128];
     runs_str(rv, sizeof rv, v, runs, "%.0f");
     runs_str(rp, sizeof rp, p99, runs, "%.2f");
     runs_str(rr, sizeof rr, ref, runs, "%.0f");
+    runs_str(rc, sizeof rc, cpu, runs, "%.3f");
+    runs_str(rs, sizeof rs, sw, runs, "%.1f");
     double mp50 = median(p50, runs);
     result *r =
         add_bounded("2", "single ingest (1/POST, 32 conns)", "tx/s", median(v, runs), ">=", 6000);
@@ -795,12 +867,13 @@ static void bench_single(void)
     snprintf(r->note, sizeof r->note,
              "runs: %s tx/s; pgbench runs: %s tps; p50 median %.2f ms; VIGIL_HTTP_THREADS "
              "%s, VIGIL_INGEST_FLUSHES %s; transactions per commit (vigil_ingest call) %.1f "
-             "(%.0f calls, largest %.0f). Run %d: %s",
+             "(%.0f calls, largest %.0f); CPU per transaction (every process, load to drained): "
+             "%s ms; vigil serve context switches per transaction: %s. Run %d: %s",
              rv, rr, mp50,
-             getenv("VIGIL_HTTP_THREADS") ? getenv("VIGIL_HTTP_THREADS") : "default (16)",
-             getenv("VIGIL_INGEST_FLUSHES") ? getenv("VIGIL_INGEST_FLUSHES") : "default (2)",
+             getenv("VIGIL_HTTP_THREADS") ? getenv("VIGIL_HTTP_THREADS") : "default (32)",
+             getenv("VIGIL_INGEST_FLUSHES") ? getenv("VIGIL_INGEST_FLUSHES") : "default (1)",
              flushes > 0 ? items / flushes : 0, flushes,
-             metric_value(env, "vigil_ingest_largest_flush"), runs / 2 + 1, waits);
+             metric_value(env, "vigil_ingest_largest_flush"), rc, rs, runs / 2 + 1, waits);
     result *l = add_bounded("2", "single ingest p99 latency", "ms", median(p99, runs), "<=", 20);
     snprintf(l->note, sizeof l->note, "p99 per run: %s ms", rp);
     free_customers(cust);

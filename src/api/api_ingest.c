@@ -8,6 +8,13 @@
  * loops until its own item is answered. Waiters live on their callers'
  * stacks; a leader touches one only under the mutex or while the waiter is
  * taken and not yet marked done.
+ *
+ * Wake-ups are addressed: each waiter sleeps on its own condition variable.
+ * A leader that finishes wakes the waiters it answered and, when work is
+ * left and it is not going on itself, the queue's head (the next leader).
+ * A broadcast to every waiter on each flush woke up to VIGIL_HTTP_THREADS
+ * threads of which all but a few went back to sleep: at 32 threads that
+ * was most of the server's context switches.
  */
 #include "api/api_ingest.h"
 
@@ -23,6 +30,7 @@ typedef struct waiter {
     char *text; /* the item as JSON, dumped by its own thread */
     size_t len;
     struct waiter *next;
+    pthread_cond_t cv; /* signalled when done, or when it may lead */
     int done;
     /* the answer */
     vg_status st;
@@ -34,11 +42,10 @@ typedef struct waiter {
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     waiter *head, *tail;
     int running, max_running, max_items;
     atomic_llong flushes, items, alone, largest;
-} ing = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .max_items = 1};
+} ing = {.mu = PTHREAD_MUTEX_INITIALIZER, .max_items = 1};
 
 void api_ingest_start(const vg_config *cfg)
 {
@@ -169,6 +176,7 @@ vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int 
     if (!w.text)
         abort();
     w.len = strlen(w.text);
+    pthread_cond_init(&w.cv, NULL);
     pthread_mutex_lock(&ing.mu);
     if (ing.max_running == 0) { /* coalescing off: every request alone */
         pthread_mutex_unlock(&ing.mu);
@@ -186,7 +194,7 @@ vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int 
     waiter **g = NULL;
     while (!w.done) {
         if (ing.running >= ing.max_running || !ing.head) {
-            pthread_cond_wait(&ing.cv, &ing.mu);
+            pthread_cond_wait(&w.cv, &ing.mu);
             continue;
         }
         if (!g && !(g = malloc(sizeof *g * (size_t)ing.max_items)))
@@ -203,11 +211,19 @@ vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int 
         flush(db, g, n);
         pthread_mutex_lock(&ing.mu);
         ing.running--;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             g[i]->done = 1; /* its owner may return once we unlock */
-        pthread_cond_broadcast(&ing.cv);
+            if (g[i] != &w)
+                pthread_cond_signal(&g[i]->cv);
+        }
+        /* The slot just freed: if this thread is done, the head leads next
+         * (it is asleep: a waiter that is awake and holds no slot is only
+         * ever here, under the mutex, checking for one). */
+        if (w.done && ing.head)
+            pthread_cond_signal(&ing.head->cv);
     }
     pthread_mutex_unlock(&ing.mu);
+    pthread_cond_destroy(&w.cv);
     free(g);
     free(w.text);
     if (w.st != VG_OK) {

@@ -310,7 +310,7 @@ static vg_status stream_state(jsCtx *js, const vg_config *cfg, uint64_t *first, 
 vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq,
                       int64_t *tail_event_seq, vg_error *err)
 {
-    uint64_t first, last, msgs;
+    uint64_t first = 0, last = 0, msgs = 0; /* set by stream_state on VG_OK */
     jsErrCode jerr = 0;
     natsStatus s;
     vg_status st = stream_state(js, cfg, &first, &last, &msgs, err);
@@ -349,7 +349,7 @@ vg_status stream_tail(jsCtx *js, const vg_config *cfg, uint64_t *last_stream_seq
 
 vg_status stream_first_seq(jsCtx *js, const vg_config *cfg, uint64_t *first, vg_error *err)
 {
-    uint64_t last, msgs;
+    uint64_t last = 0, msgs = 0;
     vg_status st = stream_state(js, cfg, first, &last, &msgs, err);
     if (st == VG_OK && msgs == 0)
         *first = last + 1;

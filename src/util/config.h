@@ -39,14 +39,14 @@
       "full | minimal: minimal leaves email and date_of_birth out of customer events")
 
 #define VG_CONFIG_INTS(X)                                                                          \
-    X(http_threads, "VIGIL_HTTP_THREADS", 16, 1, 256,                                              \
+    X(http_threads, "VIGIL_HTTP_THREADS", 32, 1, 256,                                              \
       "HTTP worker threads (each holds one DB connection)")                                        \
     X(max_body_bytes, "VIGIL_MAX_BODY_BYTES", 16777216, 1024, 1073741824,                          \
       "largest accepted request body")                                                             \
     X(max_batch, "VIGIL_MAX_BATCH", 10000, 1, 100000,                                              \
       "most transactions in one POST /transactions")                                               \
     X(max_json_depth, "VIGIL_MAX_JSON_DEPTH", 16, 2, 1000, "deepest accepted JSON nesting")        \
-    X(ingest_flushes, "VIGIL_INGEST_FLUSHES", 2, 0, 256,                                           \
+    X(ingest_flushes, "VIGIL_INGEST_FLUSHES", 1, 0, 256,                                           \
       "concurrent commits that single-transaction POSTs share (0: each request commits alone)")    \
     X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")  \
     X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100,                                                \
