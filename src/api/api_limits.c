@@ -213,6 +213,7 @@ void api_limits_request_done(struct MHD_Connection *conn)
 static void *watchdog(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "http watchdog");
     int64_t limit_us = lim.cfg->http_timeout * 1000000LL;
     pthread_mutex_lock(&lim.stop_mu);
     while (!lim.stopping) {

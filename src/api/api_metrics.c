@@ -46,6 +46,10 @@ static void consumer_metrics(FILE *f, PGconn *db)
          offsetof(consumer_stats, busy_us)},
         {"vigil_consumer_pending", "Events JetStream has not yet delivered to the consumer.",
          "gauge", offsetof(consumer_stats, pending)},
+        {"vigil_consumer_batches_total",
+         "Transactions that applied a batch of events (consumers that batch; processed / "
+         "batches = events per transaction).",
+         "counter", offsetof(consumer_stats, batches)},
     };
     for (size_t k = 0; k < sizeof series / sizeof series[0]; k++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help, series[k].name,

@@ -12,6 +12,13 @@
  * NAK would burn every delivery within milliseconds); on the last allowed
  * delivery the event is stored as a dead letter and Term'd so JetStream
  * stops redelivering it, while later events keep flowing.
+ *
+ * A consumer whose work is one statement (apply_stmt) takes the messages
+ * that have already arrived, up to CONSUMER_BATCH, and applies them in one
+ * statement and one commit, then acks each: the same steps for many events
+ * at once. If that statement fails the batch is applied again one event at
+ * a time through the steps above, so a bad event is retried, NAK'd and
+ * dead-lettered alone.
  */
 #include "consumers/consumer.h"
 
@@ -49,6 +56,75 @@ const consumer_def *consumer_find(const char *name)
     return NULL;
 }
 
+/* Appends `s` to the array literal being built in *buf as a quoted element. */
+static void array_add(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    size_t need = *len + 2 * strlen(s) + 6; /* , " " } NUL */
+    if (need > *cap) {
+        *cap = need * 2;
+        if (!(*buf = realloc(*buf, *cap)))
+            abort();
+    }
+    char *o = *buf + *len;
+    if (*len > 1)
+        *o++ = ',';
+    *o++ = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            *o++ = '\\';
+        *o++ = *s;
+    }
+    *o++ = '"';
+    *o++ = '}';
+    *o = '\0';
+    *len = (size_t)(o - *buf) - 1; /* the closing brace is overwritten next */
+}
+
+/* Applies evs[0..n) with def->apply_stmt in one statement: duplicate[i] = 1
+ * for an event processed before. */
+static vg_status apply_many(PGconn *c, const consumer_def *def, const consumer_event *evs, int n,
+                            int *duplicate, vg_error *err)
+{
+    char *arr[3] = {NULL, NULL, NULL};
+    size_t len[3], cap[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        cap[k] = 64;
+        if (!(arr[k] = malloc(cap[k])))
+            abort();
+        memcpy(arr[k], "{}", 3);
+        len[k] = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        char seq[32];
+        snprintf(seq, sizeof seq, "%lld", evs[i].seq);
+        array_add(&arr[0], &len[0], &cap[0], evs[i].id);
+        array_add(&arr[1], &len[1], &cap[1], seq);
+        array_add(&arr[2], &len[2], &cap[2], evs[i].type ? evs[i].type : "");
+    }
+    const char *p[] = {def->name, arr[0], arr[1], arr[2]};
+    PGresult *r = db_exec_stmt(c, def->apply_stmt, p, err);
+    for (int k = 0; k < 3; k++)
+        free(arr[k]);
+    if (!r)
+        return err->code;
+    /* "{t,f,t}": one flag per event, in order. */
+    const char *v = PQgetvalue(r, 0, 0);
+    int got = 0, fresh = 0;
+    for (const char *q = v; *q; q++)
+        if (*q == 't' || *q == 'f') {
+            if (got < n)
+                duplicate[got] = *q == 'f';
+            fresh += *q == 't';
+            got++;
+        }
+    PQclear(r);
+    if (got != n)
+        return vg_fail(err, VG_E_INTERNAL, NULL, "%s: %d results for %d events", def->name, got, n);
+    if (fresh && def->emits_events)
+        wake_kick();
+    return VG_OK;
+}
+
 vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *def,
                          const consumer_event *ev, int *duplicate, vg_error *err)
 {
@@ -56,17 +132,8 @@ vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *de
     snprintf(seq, sizeof seq, "%lld", ev->seq);
     const char *p[] = {def->name, ev->id, seq};
     *duplicate = 0;
-    if (def->apply_stmt) {
-        const char *all[] = {def->name, ev->id, seq, ev->type};
-        PGresult *r = db_exec_stmt(c, def->apply_stmt, all, err);
-        if (!r)
-            return err->code;
-        *duplicate = PQgetvalue(r, 0, 0)[0] != 't';
-        PQclear(r);
-        if (!*duplicate && def->emits_events)
-            wake_kick();
-        return VG_OK;
-    }
+    if (def->apply_stmt)
+        return apply_many(c, def, ev, 1, duplicate, err);
     vg_status st = db_begin(c, err);
     if (st != VG_OK)
         return st;
@@ -153,8 +220,9 @@ vg_status consumer_event_decode(const char *body, size_t len, const char *seq_hd
 /* Handles one message; returns 0 when done with it, -1 to hold and retry
  * (database unavailable). crash_before_ack: fault injection, see
  * consumer_run. */
-static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, consumer_stats *s,
-                  natsMsg *m, int crash_before_ack)
+/* How many times JetStream has delivered `m` (1 if it does not say); keeps
+ * the consumer's pending gauge. */
+static uint64_t delivered_count(consumer_stats *s, natsMsg *m)
 {
     jsMsgMetaData *meta = NULL;
     uint64_t delivered = 1;
@@ -163,6 +231,24 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
         atomic_store(&s->pending, (long long)meta->NumPending);
         jsMsgMetaData_Destroy(meta);
     }
+    return delivered;
+}
+
+/* Fault injection for tests (VIGIL_FAULT=consumer_crash_before_ack): die
+ * after the effect committed and before the ack, so JetStream redelivers an
+ * event that was already applied. */
+static void crash_if_asked(const consumer_def *def, int crash_before_ack)
+{
+    if (!crash_before_ack)
+        return;
+    log_warn("consumer %s: fault injection: exiting after commit, before ack", def->name);
+    _exit(98);
+}
+
+static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, consumer_stats *s,
+                  natsMsg *m, int crash_before_ack)
+{
+    uint64_t delivered = delivered_count(s, m);
     if (delivered > 1)
         atomic_fetch_add(&s->redeliveries, 1);
     const char *seq_hdr = NULL;
@@ -180,13 +266,9 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
     int rc = 0;
     if (st == VG_OK) {
         atomic_fetch_add(dup ? &s->duplicates : &s->processed, 1);
-        if (crash_before_ack) {
-            /* Fault injection for tests (VIGIL_FAULT=consumer_crash_before_ack):
-             * die after the effect committed and before the ack, so JetStream
-             * redelivers an event that was already applied. */
-            log_warn("consumer %s: fault injection: exiting after commit, before ack", def->name);
-            _exit(98);
-        }
+        if (def->apply_stmt)
+            atomic_fetch_add(&s->batches, 1);
+        crash_if_asked(def, crash_before_ack);
         natsMsg_Ack(m, NULL);
     } else if (st == VG_E_UNAVAILABLE || PQstatus(c) != CONNECTION_OK) {
         natsMsg_InProgress(m, NULL); /* keep it; not the event's fault */
@@ -217,6 +299,65 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
     vg_error_clear(&err);
     json_decref(event);
     return rc;
+}
+
+/* Handles msgs[0..n) in order; returns how many (a prefix) are done with,
+ * the rest to be held and retried (database unavailable). With apply_stmt
+ * and more than one message, one statement applies them all; any failure
+ * but an outage sends them through handle() one by one. */
+static int handle_batch(PGconn *c, const vg_config *cfg, const consumer_def *def, consumer_stats *s,
+                        natsMsg **msgs, int n, int crash_before_ack)
+{
+    json_t *events[CONSUMER_BATCH];
+    consumer_event evs[CONSUMER_BATCH];
+    uint64_t delivered[CONSUMER_BATCH];
+    int dup[CONSUMER_BATCH], decoded = 0;
+    vg_error err = {0};
+    if (def->apply_stmt && n > 1 && n <= CONSUMER_BATCH) {
+        for (; decoded < n; decoded++) {
+            natsMsg *m = msgs[decoded];
+            const char *seq_hdr = NULL;
+            natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
+            delivered[decoded] = delivered_count(s, m);
+            if (consumer_event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), seq_hdr,
+                                      natsMsg_GetSubject(m), &events[decoded], &evs[decoded],
+                                      &err) != VG_OK) {
+                json_decref(events[decoded]);
+                break; /* handle() says what is wrong with it */
+            }
+        }
+    }
+    vg_status st = VG_E_INVALID;
+    if (decoded == n) {
+        int64_t t0 = now_epoch_us();
+        st = apply_many(c, def, evs, n, dup, &err);
+        atomic_fetch_add(&s->busy_us, now_epoch_us() - t0);
+    }
+    for (int i = 0; i < decoded; i++)
+        json_decref(events[i]);
+    if (decoded == n && st == VG_OK) {
+        atomic_fetch_add(&s->batches, 1);
+        crash_if_asked(def, crash_before_ack);
+        for (int i = 0; i < n; i++) {
+            if (delivered[i] > 1)
+                atomic_fetch_add(&s->redeliveries, 1);
+            atomic_fetch_add(dup[i] ? &s->duplicates : &s->processed, 1);
+            natsMsg_Ack(msgs[i], NULL);
+        }
+        return n;
+    }
+    if (decoded == n && (st == VG_E_UNAVAILABLE || PQstatus(c) != CONNECTION_OK)) {
+        vg_error_clear(&err);
+        return 0; /* not the events' fault: hold them all */
+    }
+    if (decoded == n)
+        log_debug("consumer %s: a batch of %d failed (%s); applying them one by one", def->name, n,
+                  err.detail);
+    vg_error_clear(&err);
+    for (int i = 0; i < n; i++)
+        if (handle(c, cfg, def, s, msgs[i], crash_before_ack) != 0)
+            return i;
+    return n;
 }
 
 /* 1 when *c is usable, reconnecting when it is not. */
@@ -320,24 +461,38 @@ void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *sto
         if (said != 2)
             log_info("consumer %s: consuming %s", def->name, def->filter_subject);
         said = 2;
-        natsMsg *m = NULL;
-        ns = natsSubscription_NextMsg(&m, sub, 1000);
-        if (ns != NATS_OK && ns != NATS_TIMEOUT) {
+        natsMsg *msgs[CONSUMER_BATCH];
+        int n = 0;
+        ns = natsSubscription_NextMsg(&msgs[0], sub, 1000);
+        if (ns == NATS_OK) {
+            n = 1;
+            /* What has arrived meanwhile joins the batch (never waits). */
+            int queued = 0;
+            if (def->apply_stmt && natsSubscription_GetPending(sub, &queued, NULL) == NATS_OK)
+                while (n < CONSUMER_BATCH && queued-- > 0 &&
+                       natsSubscription_NextMsg(&msgs[n], sub, 1) == NATS_OK)
+                    n++;
+        } else if (ns != NATS_TIMEOUT) {
             log_warn("consumer %s: receive failed: %s; resubscribing", def->name,
                      natsStatus_GetText(ns));
             natsSubscription_Destroy(sub);
             sub = NULL;
             leader_sleep(stop, 500);
         }
-        /* Hold the message through a database outage (InProgress keeps
-         * JetStream from redelivering it meanwhile). */
-        while (m && !atomic_load(stop)) {
-            if (db_ok(cfg, def, &c) && handle(c, cfg, def, s, m, crash_before_ack) == 0)
+        /* Hold the messages through a database outage (InProgress keeps
+         * JetStream from redelivering them meanwhile). */
+        int done = 0;
+        while (done < n && !atomic_load(stop)) {
+            if (db_ok(cfg, def, &c))
+                done += handle_batch(c, cfg, def, s, msgs + done, n - done, crash_before_ack);
+            if (done == n)
                 break;
-            natsMsg_InProgress(m, NULL);
+            for (int i = done; i < n; i++)
+                natsMsg_InProgress(msgs[i], NULL);
             leader_sleep(stop, 1000);
         }
-        natsMsg_Destroy(m);
+        for (int i = 0; i < n; i++)
+            natsMsg_Destroy(msgs[i]);
     }
     natsSubscription_Destroy(sub);
     jsCtx_Destroy(js);

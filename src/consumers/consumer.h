@@ -66,20 +66,28 @@ typedef struct consumer_def {
      * wake the sequencer. 0 for one that never does (webhooks), whose
      * commit per event would otherwise wake it for nothing, once per event. */
     int emits_events;
-    /* When set, consumer_apply does an event's whole transaction with this
-     * one statement, one round trip instead of four (BEGIN, processed_events,
+    /* When set, the runner applies a whole batch of events (those that have
+     * arrived, up to CONSUMER_BATCH) with this one statement in one
+     * implicit transaction: one round trip and one commit for the batch
+     * instead of four round trips per event (BEGIN, processed_events,
      * handler, COMMIT); `handler` is then NULL (one of the two is set).
-     * Parameters: consumer name, event id, seq, type; it returns false for
-     * an event already processed. For a consumer whose work is SQL alone
-     * (webhooks). */
+     * Parameters: consumer name, event ids (uuid[]), seqs (bigint[]), types
+     * (text[]), in arrival order; it returns boolean[]: per event, true when
+     * applied now, false when processed before. A batch that fails is
+     * applied again one event per statement, so only the bad event fails.
+     * For a consumer whose work is SQL alone (webhooks). */
     db_stmt *apply_stmt;
 } consumer_def;
+
+/* Most events the runner applies in one transaction (apply_stmt). */
+#define CONSUMER_BATCH 256
 
 /* Observable counters per consumer (for /metrics). */
 typedef struct consumer_stats {
     atomic_llong processed, duplicates, failures, dead_letters, redeliveries;
     atomic_llong busy_us; /* total handler time */
     atomic_llong pending; /* last NumPending seen from JetStream */
+    atomic_llong batches; /* transactions of apply_stmt consumers */
     atomic_int running;
 } consumer_stats;
 

@@ -42,9 +42,10 @@ static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_ev
 
 static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler, NULL, NULL,
                                            1,      NULL};
-/* Its whole transaction is one statement (see consumer_def.apply_stmt). */
+/* A batch's whole transaction is one statement (see consumer_def.apply_stmt
+ * and migration 0016). */
 static db_stmt webhooks_apply =
-    DB_STMT("SELECT vigil_consume_webhooks($1, $2::uuid, $3::bigint, $4)", 4);
+    DB_STMT("SELECT vigil_consume_webhooks_many($1, $2::uuid[], $3::bigint[], $4::text[])", 4);
 static const consumer_def webhooks_consumer = {
     "webhooks", "aml.>", NULL, webhooks_redrive, webhooks_deliver, 0, &webhooks_apply};
 
@@ -68,6 +69,9 @@ struct consumer_group {
 static void *runner_main(void *arg)
 {
     runner *r = arg;
+    char name[16]; /* top -H, perf: which consumer a thread is */
+    snprintf(name, sizeof name, "%s %s", r->worker ? "work" : "cons", r->def->name);
+    pthread_setname_np(pthread_self(), name);
     if (r->worker)
         r->worker(r->cfg, r->stop);
     else

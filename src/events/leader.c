@@ -4,6 +4,7 @@
 #include "events/leader.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -69,6 +70,9 @@ static int try_lock(PGconn *c, long long key)
 void *leader_main(void *arg)
 {
     leader_role *role = arg;
+    char name[16];
+    snprintf(name, sizeof name, "%s", role->name);
+    pthread_setname_np(pthread_self(), name);
     int backoff = 100, said_waiting = 0, said_down = 0;
     while (!atomic_load(role->stop)) {
         vg_error err = {0};

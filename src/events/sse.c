@@ -313,6 +313,7 @@ static int hub_wait(int fd, int ms)
 static void *hub_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "sse hub");
     PGconn *c = NULL;
     int down = 0;
     int64_t last_load = 0, last_try = 0;

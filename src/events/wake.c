@@ -59,6 +59,7 @@ static int drain_fd(int fd)
 static void *notifier_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "wake notify");
     PGconn *c = NULL;
     int failing = 0;
     while (!atomic_load(&notifier_stop)) {

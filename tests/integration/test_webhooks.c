@@ -602,6 +602,118 @@ static void redelivered_stream_enqueues_nothing_twice(void **state)
     assert_int_equal(h_db_exec(env, "UPDATE webhooks SET active = false"), 0);
 }
 
+static const char *const batch_env[] = {"VIGIL_WEBHOOK_BACKOFF_MS=200",
+                                        "VIGIL_CONSUMER_MAX_DELIVER=2",
+                                        "VIGIL_CONSUMER_BACKOFF_MS=200", NULL};
+
+/* Makes a backlog for the consumers: with them off, 50 transactions
+ * `prefix`0..49 of `customer` are ingested and published; then vigil
+ * restarts with them on (batch_env). */
+static void backlog(const char *prefix, const char *customer)
+{
+    static const char *const no_consumers[] = {"VIGIL_ROLES=api,sequencer,publisher", NULL};
+    h_vigil_stop(env, SIGTERM);
+    assert_int_equal(h_vigil_start(env, no_consumers), 0);
+    char body[16384];
+    int n = snprintf(body, sizeof body, "{\"transactions\": [");
+    for (int i = 0; i < 50; i++)
+        n += snprintf(body + n, sizeof body - (size_t)n,
+                      "%s{\"external_id\": \"%s%d\", \"customer_id\": \"%s\","
+                      " \"amount\": \"10.00\", \"currency\": \"USD\", \"direction\": \"in\","
+                      " \"channel\": \"wire\", \"occurred_at\": \"2026-11-2%dT10:%02d:00Z\"}",
+                      i ? ", " : "", prefix, i, customer, i % 10, i);
+    snprintf(body + n, sizeof body - (size_t)n, "]}");
+    h_resp r = {0};
+    assert_int_equal(h_post(env, env->admin_key, body, &r, "/transactions"), 0);
+    assert_int_equal(r.status, 201);
+    h_resp_free(&r);
+    /* all of it in the stream before a consumer runs */
+    assert_int_equal(fx_wait_count(env, 0, 30000,
+                                   "SELECT (SELECT count(*) FROM outbox) + (SELECT max(seq) FROM"
+                                   " event_log) - (SELECT seq FROM cursors WHERE name ="
+                                   " 'publisher')",
+                                   NULL),
+                     0);
+    h_vigil_stop(env, SIGTERM);
+    assert_int_equal(h_vigil_start(env, batch_env), 0);
+}
+
+/* This process's counter `name`{consumer="webhooks"} from /metrics. */
+static long long webhooks_metric(const char *name)
+{
+    h_resp r = {0};
+    char key[128];
+    snprintf(key, sizeof key, "%s{consumer=\"webhooks\"} ", name);
+    assert_int_equal(h_get(env, env->admin_key, &r, "/metrics"), 0);
+    const char *at = strstr(r.body, key);
+    assert_non_null(at);
+    long long v = atoll(at + strlen(key));
+    h_resp_free(&r);
+    return v;
+}
+
+/* Deliveries to webhook `wh` of transactions whose external id is like `like`. */
+#define DELIVERED_LIKE                                                                             \
+    "SELECT count(*) FROM webhook_deliveries d JOIN event_log e USING (event_id)"                  \
+    " WHERE d.webhook_id = $1 AND e.payload->'data'->>'external_id' LIKE '%s'"
+
+/* The webhooks consumer applies what has arrived as one batch (one
+ * statement, one commit): a backlog of 50 events takes fewer transactions
+ * than events, and each event is enqueued once. Then one event of a second
+ * backlog cannot be enqueued (a trigger refuses it): the batch that holds
+ * it fails, is applied again one event at a time, and only that event is
+ * retried and dead-lettered; every other one is enqueued exactly once. */
+static void backlog_applied_in_batches_a_bad_event_fails_alone(void **state)
+{
+    char wh[64], cust[64], sql[512];
+    register_webhook("/batch", NULL, NULL, wh, NULL);
+    fx_customer(env, "Batch Customer", cust);
+    wait_quiet(30000);
+
+    backlog("wh-clean-", cust);
+    snprintf(sql, sizeof sql, DELIVERED_LIKE, "wh-clean-%");
+    assert_int_equal(fx_wait_count(env, 50, 30000, sql, wh), 50);
+    long long processed = webhooks_metric("vigil_consumer_processed_total");
+    long long batches = webhooks_metric("vigil_consumer_batches_total");
+    assert_true(processed >= 50);
+    assert_true(batches >= 1);
+    assert_true(batches < processed);
+
+    assert_int_equal(h_db_exec(env,
+                               "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql"
+                               " AS $$ BEGIN IF EXISTS (SELECT 1 FROM event_log e WHERE"
+                               " e.event_id = NEW.event_id AND e.payload->'data'->>'external_id'"
+                               " = 'wh-bad-25') THEN RAISE EXCEPTION 'refused: wh-bad-25';"
+                               " END IF; RETURN NEW; END $$;"
+                               " CREATE TRIGGER test_refuse BEFORE INSERT ON webhook_deliveries"
+                               " FOR EACH ROW EXECUTE FUNCTION test_refuse();"),
+                     0);
+    backlog("wh-bad-", cust);
+    assert_int_equal(fx_wait_count(env, 1, 30000,
+                                   "SELECT count(*) FROM dead_letters WHERE consumer = 'webhooks'"
+                                   " AND last_error LIKE '%refused: wh-bad-25%'",
+                                   NULL),
+                     1);
+    assert_int_equal(h_db_count(env, "SELECT deliveries FROM dead_letters WHERE consumer ="
+                                     " 'webhooks' AND last_error LIKE '%wh-bad-25%'"),
+                     2);
+    snprintf(sql, sizeof sql, DELIVERED_LIKE, "wh-bad-%");
+    assert_int_equal(fx_wait_count(env, 49, 30000, sql, wh), 49);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM processed_events p JOIN event_log e"
+                                     " USING (event_id) WHERE p.consumer = 'webhooks' AND"
+                                     " e.payload->'data'->>'external_id' = 'wh-bad-25'"),
+                     0);
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) - count(DISTINCT event_id) FROM"
+                                " webhook_deliveries WHERE webhook_id = $1",
+                                wh),
+                     0);
+    assert_int_equal(h_db_exec(env, "DROP TRIGGER test_refuse ON webhook_deliveries"), 0);
+    set_active(wh, 0);
+    h_vigil_stop(env, SIGTERM);
+    assert_int_equal(h_vigil_start(env, webhook_env), 0);
+}
+
 /* POST /webhooks with `body`: expects 422 naming `field`. */
 static void refused(const char *body, const char *field)
 {
@@ -698,6 +810,7 @@ int main(void)
         cmocka_unit_test(failing_receiver_retried_with_backoff),
         cmocka_unit_test(past_horizon_dead_letter_then_redrive),
         cmocka_unit_test(redelivered_stream_enqueues_nothing_twice),
+        cmocka_unit_test(backlog_applied_in_batches_a_bad_event_fails_alone),
         cmocka_unit_test(bad_registrations_refused_naming_the_field),
         cmocka_unit_test(only_admins_register),
     };
