@@ -2344,8 +2344,9 @@ static void hist_stmts(h_env *env, hist_size *hs)
 {
     /* A statement is its queryid *and* its level: the risk consumer's
      * top-level INSERT INTO processed_events and the same INSERT nested in
-     * vigil_consume_webhooks (PL/pgSQL variables become parameters) share a
-     * queryid, and matching them across sizes by queryid alone compared one
+     * the webhooks consumer's function (vigil_consume_webhooks, since 0016
+     * vigil_consume_webhooks_many; PL/pgSQL variables become parameters)
+     * share a queryid, and matching them across sizes by queryid alone compared one
      * with the other (a false "grew with the log", 0.08 -> 1.0 calls per
      * event, in three runs). */
     PGresult *r = PQexec(h_db(env), "SELECT queryid::text || CASE WHEN toplevel THEN 't' ELSE"

@@ -217,21 +217,23 @@ vg_status consumer_event_decode(const char *body, size_t len, const char *seq_hd
     return VG_OK;
 }
 
-/* Handles one message; returns 0 when done with it, -1 to hold and retry
- * (database unavailable). crash_before_ack: fault injection, see
- * consumer_run. */
-/* How many times JetStream has delivered `m` (1 if it does not say); keeps
- * the consumer's pending gauge. */
-static uint64_t delivered_count(consumer_stats *s, natsMsg *m)
+/* Decodes message `m` (body, Vigil-Seq header, subject) as
+ * consumer_event_decode does; *delivered = how many times JetStream has
+ * delivered it (1 if it does not say). Keeps the consumer's pending gauge. */
+static vg_status decode_msg(consumer_stats *s, natsMsg *m, uint64_t *delivered, json_t **event,
+                            consumer_event *ev, vg_error *err)
 {
     jsMsgMetaData *meta = NULL;
-    uint64_t delivered = 1;
+    *delivered = 1;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-        delivered = meta->NumDelivered;
+        *delivered = meta->NumDelivered;
         atomic_store(&s->pending, (long long)meta->NumPending);
         jsMsgMetaData_Destroy(meta);
     }
-    return delivered;
+    const char *seq_hdr = NULL;
+    natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
+    return consumer_event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), seq_hdr,
+                                 natsMsg_GetSubject(m), event, ev, err);
 }
 
 /* Fault injection for tests (VIGIL_FAULT=consumer_crash_before_ack): die
@@ -245,21 +247,21 @@ static void crash_if_asked(const consumer_def *def, int crash_before_ack)
     _exit(98);
 }
 
+/* Handles one message; returns 0 when done with it, -1 to hold and retry
+ * (database unavailable). crash_before_ack: fault injection, see
+ * consumer_run. */
 static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, consumer_stats *s,
                   natsMsg *m, int crash_before_ack)
 {
-    uint64_t delivered = delivered_count(s, m);
-    if (delivered > 1)
-        atomic_fetch_add(&s->redeliveries, 1);
-    const char *seq_hdr = NULL;
-    natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
+    uint64_t delivered;
     json_t *event = NULL;
     consumer_event ev;
     vg_error err = {0};
     int dup = 0;
     int64_t t0 = now_epoch_us();
-    vg_status st = consumer_event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
-                                         seq_hdr, natsMsg_GetSubject(m), &event, &ev, &err);
+    vg_status st = decode_msg(s, m, &delivered, &event, &ev, &err);
+    if (delivered > 1)
+        atomic_fetch_add(&s->redeliveries, 1);
     if (st == VG_OK)
         st = consumer_apply(c, cfg, def, &ev, &dup, &err);
     atomic_fetch_add(&s->busy_us, now_epoch_us() - t0);
@@ -315,13 +317,8 @@ static int handle_batch(PGconn *c, const vg_config *cfg, const consumer_def *def
     vg_error err = {0};
     if (def->apply_stmt && n > 1 && n <= CONSUMER_BATCH) {
         for (; decoded < n; decoded++) {
-            natsMsg *m = msgs[decoded];
-            const char *seq_hdr = NULL;
-            natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
-            delivered[decoded] = delivered_count(s, m);
-            if (consumer_event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), seq_hdr,
-                                      natsMsg_GetSubject(m), &events[decoded], &evs[decoded],
-                                      &err) != VG_OK) {
+            if (decode_msg(s, msgs[decoded], &delivered[decoded], &events[decoded], &evs[decoded],
+                           &err) != VG_OK) {
                 json_decref(events[decoded]);
                 break; /* handle() says what is wrong with it */
             }

@@ -5,11 +5,15 @@
  * Two halves, so that slow HTTP never runs inside a JetStream handler's
  * transaction:
  *
- *   the consumer      ("webhooks", subject aml.>): one statement per event,
- *                     vigil_consume_webhooks (0015_cached_plans.sql), records
- *                     the event in processed_events and inserts one
- *                     webhook_deliveries row per active matching webhook —
- *                     an outbox, exactly once per (webhook, event).
+ *   the consumer      ("webhooks", subject aml.>): one statement per batch
+ *                     of arrived events, vigil_consume_webhooks_many
+ *                     (0016_consumer_batches.sql), records each event in
+ *                     processed_events and inserts one webhook_deliveries
+ *                     row per active matching webhook — an outbox, exactly
+ *                     once per (webhook, event). 0015's one-event
+ *                     vigil_consume_webhooks is no longer called by this
+ *                     binary; it stays for an older instance still running
+ *                     during a rolling upgrade (docs/operations.md).
  *   webhooks_deliver  the delivery worker, a companion thread of the
  *                     consumer. It claims due deliveries (FOR UPDATE SKIP
  *                     LOCKED, so any number of instances share them), POSTs
