@@ -181,6 +181,12 @@ void api_metrics_get(api_ctx *ctx)
               (double)atomic_load(&p->pub.missing_head));
         gauge(f, "vigil_sequencer_errors_total", "Sequencer database errors.", "counter",
               (double)atomic_load(&p->seq.errors));
+        gauge(f, "vigil_sequencer_strays_total",
+              "Outbox rows found below the sequencer's watermark (should stay 0).", "counter",
+              (double)atomic_load(&p->seq.strays));
+        gauge(f, "vigil_sequencer_outbox_low",
+              "The sequencer's outbox watermark: every outbox id below it is sequenced.", "gauge",
+              (double)atomic_load(&p->seq.outbox_low));
     }
     consumer_metrics(f, db);
     webhook_metrics(f, db);

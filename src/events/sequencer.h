@@ -13,6 +13,8 @@ typedef struct sequencer {
     atomic_int *stop;
     atomic_llong last_seq; /* highest seq written, for metrics */
     atomic_llong errors;
+    atomic_llong strays;     /* rows the sweep found below the watermark: should stay 0 */
+    atomic_llong outbox_low; /* the watermark: outbox ids below it are all taken */
 } sequencer;
 
 /* leader_role.run for the sequencer: LISTEN vigil_outbox, then call
