@@ -18,6 +18,8 @@
  *   - a call that stops at its batch limit moves the watermark only over
  *     the rows it took;
  *   - the sweep takes a row below the watermark and counts it as a stray;
+ *   - its statements walk the outbox's primary key even when planned on an
+ *     empty outbox (0018);
  *   - `vigil serve` moves the watermark and reports it in /metrics, with no
  *     strays.
  */
@@ -350,6 +352,54 @@ static void sweep_finds_strays(void **state)
     h_teardown(env);
 }
 
+typedef struct plans {
+    char text[1 << 16];
+    size_t len;
+} plans;
+
+static void keep_plan(void *arg, const char *msg)
+{
+    plans *p = arg;
+    int n = snprintf(p->text + p->len, sizeof p->text - p->len, "%s", msg);
+    if (n > 0)
+        p->len += (size_t)n < sizeof p->text - p->len ? (size_t)n : sizeof p->text - p->len - 1;
+}
+
+/* The plans of every statement inside vigil_sequence (auto_explain) walk
+ * outbox_pkey, even when they were made while the outbox was empty and
+ * vacuumed to 0 pages, and still after the heap has grown (0018). */
+static void plans_walk_the_primary_key(void **state)
+{
+    (void)state;
+    h_env *env = start();
+    PGconn *c = h_db_connect(env);
+    assert_non_null(c);
+    static plans p;
+    p.len = 0;
+    p.text[0] = '\0';
+    PQsetNoticeProcessor(c, keep_plan, &p);
+    x(c, "LOAD 'auto_explain'");
+    x(c, "SET auto_explain.log_min_duration = 0");
+    x(c, "SET auto_explain.log_nested_statements = on");
+    x(c, "SET auto_explain.log_level = notice");
+    assert_int_equal(h_db_exec(env, "DELETE FROM outbox"), 0);
+    assert_int_equal(h_db_exec(env, "VACUUM outbox"), 0);
+    seq_state s = {0};
+    for (int i = 0; i < 8; i++) { /* past PL/pgSQL's switch to generic plans */
+        assert_int_equal(h_db_exec(env, OUTBOX_ROW), 0);
+        seq_call(c, &s, 100, 0);
+        assert_int_equal(s.moved, 1);
+    }
+    assert_int_equal(h_db_exec(env, OUTBOX_ROWS, "2000"), 0);
+    seq_call(c, &s, 100, 0);
+    assert_int_equal(s.moved, 100);
+    assert_non_null(strstr(p.text, "Index Scan using outbox_pkey on outbox"));
+    if (strstr(p.text, "Seq Scan on outbox") || strstr(p.text, "Bitmap Heap Scan on outbox"))
+        fail_msg("vigil_sequence planned a scan of the outbox heap:\n%s", p.text);
+    PQfinish(c);
+    h_teardown(env);
+}
+
 static long long metric(h_env *env, const char *name)
 {
     h_resp r = {0};
@@ -398,6 +448,7 @@ int main(void)
         cmocka_unit_test(concurrent_writers_lose_nothing),
         cmocka_unit_test(full_batch_moves_only_over_what_it_took),
         cmocka_unit_test(sweep_finds_strays),
+        cmocka_unit_test(plans_walk_the_primary_key),
         cmocka_unit_test(serve_reports_the_watermark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
