@@ -19,7 +19,7 @@
  *     the rows it took;
  *   - the sweep takes a row below the watermark and counts it as a stray;
  *   - its statements walk the outbox's primary key even when planned on an
- *     empty outbox (0018);
+ *     empty outbox (0018), and it hashes events inline (0019);
  *   - `vigil serve` moves the watermark and reports it in /metrics, with no
  *     strays.
  */
@@ -400,6 +400,38 @@ static void plans_walk_the_primary_key(void **state)
     h_teardown(env);
 }
 
+/* The hash of each event is computed inline in vigil_sequence, not by a
+ * call of vigil_event_hash per event (0019): with every function call
+ * tracked, the transaction that sequenced 50 events called vigil_sequence
+ * once and vigil_event_hash never. */
+static void hash_is_inlined(void **state)
+{
+    (void)state;
+    h_env *env = start();
+    PGconn *c = h_db_connect(env);
+    assert_non_null(c);
+    assert_int_equal(h_db_exec(env, OUTBOX_ROWS, "50"), 0);
+    x(c, "SET track_functions = 'all'");
+    x(c, "BEGIN");
+    seq_state s = {0};
+    seq_call(c, &s, 100, 0);
+    assert_int_equal(s.moved, 50);
+    assert_int_equal(value(c, "SELECT count(*) FROM pg_stat_xact_user_functions"
+                              " WHERE funcname = 'vigil_sequence' AND calls = 1"),
+                     1);
+    assert_int_equal(value(c, "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
+                              " WHERE funcname = 'vigil_event_hash'"),
+                     0);
+    x(c, "COMMIT");
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM event_log WHERE hash <> sha256("
+                                     "prev_hash || convert_to(seq::text || E'\\n' || event_id::text"
+                                     " || E'\\n' || event_type || E'\\n' || subject || E'\\n'"
+                                     " || payload::text, 'UTF8'))"),
+                     0);
+    PQfinish(c);
+    h_teardown(env);
+}
+
 static long long metric(h_env *env, const char *name)
 {
     h_resp r = {0};
@@ -449,6 +481,7 @@ int main(void)
         cmocka_unit_test(full_batch_moves_only_over_what_it_took),
         cmocka_unit_test(sweep_finds_strays),
         cmocka_unit_test(plans_walk_the_primary_key),
+        cmocka_unit_test(hash_is_inlined),
         cmocka_unit_test(serve_reports_the_watermark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
