@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "domain/timeparse.h"
 #include "util/log.h"
 
 #define NBUCKETS 256
@@ -64,13 +65,6 @@ static struct {
          .wmu = PTHREAD_MUTEX_INITIALIZER,
          .stop_mu = PTHREAD_MUTEX_INITIALIZER,
          .stop_cv = PTHREAD_COND_INITIALIZER};
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* FNV-1a of the key id. */
 static unsigned slot_of(const char *key)

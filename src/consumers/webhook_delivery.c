@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "domain/timeparse.h"
 #include "domain/webhook.h"
 #include "store/db.h"
 #include "store/store_webhooks.h"
@@ -73,13 +74,6 @@ static webhook_stats stats;
 webhook_stats *webhooks_stats(void)
 {
     return &stats;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- the database side ------------------------------------------------- */

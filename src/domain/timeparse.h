@@ -31,4 +31,8 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 /* Current time in epoch microseconds (CLOCK_REALTIME). */
 int64_t now_epoch_us(void);
 
+/* Microseconds on CLOCK_MONOTONIC: for intervals and deadlines, which a
+ * wall-clock step must not stretch or cut short. */
+int64_t mono_us(void);
+
 #endif

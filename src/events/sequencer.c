@@ -19,8 +19,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "domain/timeparse.h"
 #include "events/leader.h"
 #include "events/wake.h"
 #include "store/db.h"
@@ -31,14 +31,7 @@ static db_stmt sequence =
             " vigil_sequence($1::int, $2::bigint, $3::bigint, $4::xid8, $5::boolean)",
             5);
 
-#define SWEEP_EVERY_S 60
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define SWEEP_EVERY_US (60 * 1000000LL)
 
 void sequencer_run(void *arg, PGconn *c)
 {
@@ -46,13 +39,13 @@ void sequencer_run(void *arg, PGconn *c)
     vg_error err = {0};
     char batch[16], low[24] = "0", cand_id[24] = "", cand_xid[24] = "";
     snprintf(batch, sizeof batch, "%d", s->batch);
-    double last_sweep = mono_s();
+    int64_t last_sweep = mono_us();
     if (db_run(c, "LISTEN vigil_outbox", 0, NULL, &err) != VG_OK)
         goto fail;
     wake_set_local_leader(1);
     while (!atomic_load(s->stop)) {
         wake_local_drain(); /* this round covers every kick so far */
-        int sweep = mono_s() - last_sweep >= SWEEP_EVERY_S;
+        int sweep = mono_us() - last_sweep >= SWEEP_EVERY_US;
         const char *p[] = {batch, low, cand_id[0] ? cand_id : NULL, cand_xid[0] ? cand_xid : NULL,
                            sweep ? "true" : "false"};
         PGresult *r = db_exec_stmt(c, &sequence, p, &err);
@@ -73,7 +66,7 @@ void sequencer_run(void *arg, PGconn *c)
         atomic_store(&s->outbox_low, atoll(low));
         PQclear(r);
         if (sweep)
-            last_sweep = mono_s();
+            last_sweep = mono_us();
         if (moved == s->batch)
             continue; /* more waiting: go again at once */
         /* Wait for a kick, a NOTIFY or the poll interval, in slices short

@@ -34,9 +34,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "domain/timeparse.h"
 #include "store/store_event_log.h"
 #include "util/log.h"
 
@@ -105,13 +105,6 @@ static struct {
     .head = -1,
     .wake_fd = -1,
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- frames --------------------------------------------------------------- */
 
