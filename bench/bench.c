@@ -692,17 +692,8 @@ static void print_profile(h_env *env, const char *what)
 /* The value of `name` on vigil's /metrics, or -1. */
 static double metric_value(h_env *env, const char *name)
 {
-    h_resp m;
-    double v = -1;
-    char pattern[128];
-    snprintf(pattern, sizeof pattern, "\n%s ", name);
-    if (h_get(env, env->admin_key, &m, "/metrics") == 0 && m.status == 200) {
-        const char *p = strstr(m.body, pattern);
-        if (p)
-            v = atof(p + strlen(pattern));
-    }
-    h_resp_free(&m);
-    return v;
+    double v;
+    return h_metric(env, env->admin_key, name, &v) == 0 ? v : -1;
 }
 
 /* vigil_sse_clients (streams the server holds open), or -1. */

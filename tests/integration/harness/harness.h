@@ -281,6 +281,12 @@ int h_resp_header(const h_resp *r, const char *name, char *out, size_t outsz);
 /* Frees what r owns and zeroes it; h_resp_free(NULL) is a no-op. */
 void h_resp_free(h_resp *r);
 
+/* GETs /metrics with key and sets *value to the sample on the line that
+ * starts with `name` and a space (name may carry labels, e.g.
+ * `vigil_consumer_batches_total{consumer="webhooks"}`), or to -1 when no
+ * line does. Returns 0 on a 200 answer, -1 otherwise (printed). */
+int h_metric(h_env *env, const char *key, const char *name, double *value);
+
 /* ---- Server-Sent Events -------------------------------------------------- */
 
 typedef struct h_sse h_sse;

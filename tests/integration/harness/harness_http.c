@@ -244,6 +244,26 @@ void h_resp_free(h_resp *r)
     memset(r, 0, sizeof *r);
 }
 
+int h_metric(h_env *env, const char *key, const char *name, double *value)
+{
+    *value = -1;
+    h_resp r;
+    if (h_get(env, key, &r, "/metrics") != 0) /* printed */
+        return -1;
+    if (r.status != 200) {
+        h__err("GET /metrics: HTTP %ld", r.status);
+        h_resp_free(&r);
+        return -1;
+    }
+    char pattern[256];
+    snprintf(pattern, sizeof pattern, "\n%s ", name);
+    const char *at = strstr(r.body, pattern);
+    if (at)
+        *value = atof(at + strlen(pattern));
+    h_resp_free(&r);
+    return 0;
+}
+
 /* Formats the path and sends the request: shared by the verb wrappers. */
 static int vrequest(h_env *env, const char *method, const char *key, const char *body, h_resp *out,
                     const char *fmt, va_list ap)
