@@ -444,7 +444,7 @@ vg_status customer_decode(const json_t *body, int is_patch, int32_t today_days, 
     customer_input in;
     memset(&in, 0, sizeof in);
     const customer_ctx ctx = {is_patch, today_days};
-    size_t present;
+    size_t present = 0;
     vg_status st = decode_object(body, "", customer_members,
                                  sizeof customer_members / sizeof customer_members[0], !is_patch,
                                  &in, &ctx, &present, err);
@@ -580,7 +580,7 @@ static vg_status tx_counterparty(const json_t *v, const char *field, void *dst, 
                                  vg_error *err)
 {
     tx_input *in = dst;
-    size_t present;
+    size_t present = 0;
     vg_status st = decode_object(v, field, counterparty_members,
                                  sizeof counterparty_members / sizeof counterparty_members[0], 0,
                                  in, ctx, &present, err);
@@ -599,7 +599,7 @@ vg_status tx_decode(const json_t *item, int64_t now_us, tx_input *out, vg_error 
 {
     tx_input in;
     memset(&in, 0, sizeof in);
-    size_t present;
+    size_t present = 0;
     vg_status st = decode_object(item, "", tx_members, sizeof tx_members / sizeof tx_members[0], 1,
                                  &in, &now_us, &present, err);
     if (st != VG_OK)
