@@ -177,13 +177,21 @@ static vg_status load_cursor(PGconn *c, long long *cursor, vg_error *err)
     return VG_OK;
 }
 
+/* The cursor's update and the read of the window after it, alone or
+ * together (save_and_read below). $1: the cursor; $2: the window size. */
+#define CURSOR_UPDATE                                                                              \
+    "UPDATE cursors SET seq = $1::bigint, updated_at = now() WHERE name = 'publisher'"
+/* A seq range: an index range scan whatever the stats. */
+#define WINDOW_SELECT                                                                              \
+    "SELECT seq, event_id, event_type, payload::text FROM event_log"                               \
+    " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int ORDER BY seq"
+
 static vg_status save_cursor(PGconn *c, long long cursor, vg_error *err)
 {
     char v[32];
     snprintf(v, sizeof v, "%lld", cursor);
     const char *p[] = {v};
-    static db_stmt save =
-        DB_STMT("UPDATE cursors SET seq = $1, updated_at = now() WHERE name = 'publisher'", 1);
+    static db_stmt save = DB_STMT(CURSOR_UPDATE, 1);
     return db_run_stmt(c, &save, p, err);
 }
 
@@ -236,24 +244,13 @@ static vg_status sync_tail(publisher *p, jsCtx *js, PGconn *c, long long *cursor
     return VG_OK;
 }
 
-/* A seq range: an index range scan whatever the stats. */
-static db_stmt read_window =
-    DB_STMT("SELECT seq, event_id, event_type, payload::text FROM event_log"
-            " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int"
-            " ORDER BY seq",
-            2);
+static db_stmt read_window = DB_STMT(WINDOW_SELECT, 2);
 
 /* The cursor's commit and the read of the window after it in one round
  * trip: what the loop does after every window that was not prefetched
  * (most of them at steady load), saving a round trip on the path from the
  * sequencer's commit to JetStream (benchmark 4). */
-static db_stmt save_and_read =
-    DB_STMT("WITH saved AS (UPDATE cursors SET seq = $1::bigint, updated_at = now()"
-            " WHERE name = 'publisher')"
-            " SELECT seq, event_id, event_type, payload::text FROM event_log"
-            " WHERE seq > $1::bigint AND seq <= $1::bigint + $2::int"
-            " ORDER BY seq",
-            2);
+static db_stmt save_and_read = DB_STMT("WITH saved AS (" CURSOR_UPDATE ") " WINDOW_SELECT, 2);
 
 /* Sends the read of the window after `cursor` without waiting for it (and,
  * with save, commits `cursor` as the publisher's cursor in the same
