@@ -89,6 +89,11 @@ static void nats_restarts_on_same_port_and_store(void **state)
     assert_int_equal(h_nats_start(env), 0);
     assert_true(env->nats_port > 0 && env->nats_pid > 0);
     assert_int_equal(h_wait_port(env->nats_port, 0), 0);
+    /* The port answers a connection from anyone, but only nats-server owns
+     * it: the check that tells a test's own server from another test's. */
+    assert_int_equal(h_wait_listener(env->nats_pid, env->nats_port, 0), 0);
+    assert_int_equal(h_wait_listener(getpid(), env->nats_port, 50), -1);
+    assert_int_equal(h_wait_listener(env->nats_pid, h_free_port(), 50), -1);
 
     /* A stream with one message, to prove the store dir survives restarts. */
     natsConnection *nc = h_nats_connect(env);
@@ -190,7 +195,7 @@ static void setup_serves_vigil(void **state)
     const char *serve[] = {"serve", NULL};
     pid_t second = h_vigil_spawn(env, extra, serve, NULL, 0);
     assert_true(second > 0);
-    assert_int_equal(h_wait_port(port2, 15000), 0);
+    assert_int_equal(h_wait_listener(second, port2, 15000), 0);
     assert_int_equal(h_http(env, "GET", url, NULL, NULL, -1, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     h_resp_free(&r);

@@ -924,10 +924,10 @@ static void seed_demonstration(void **state)
 
 /* ---- 5. vigil dies between a PubAck and the cursor commit ----------------------- */
 
-/* Waits (up to 15 s) until the vigil at base_url answers /healthz with 200. */
-static void wait_healthy(h_env *env, const char *base_url, int port)
+/* Waits (up to 15 s) until vigil `pid` listens on port and answers /healthz with 200. */
+static void wait_healthy(h_env *env, pid_t pid, const char *base_url, int port)
 {
-    assert_int_equal(h_wait_port(port, 15000), 0);
+    assert_int_equal(h_wait_listener(pid, port, 15000), 0);
     long long t0 = h_now_ms();
     long status = -1;
     while (status != 200 && h_now_ms() - t0 < 15000) {
@@ -969,7 +969,7 @@ static void crash_between_puback_and_cursor(void **state)
     char fault_log[H_PATH_SIZE];
     pid_t pid = h_vigil_spawn(env, fault, serve, fault_log, sizeof fault_log);
     assert_true(pid > 0);
-    wait_healthy(env, env->base_url, env->http_port);
+    wait_healthy(env, pid, env->base_url, env->http_port);
 
     /* One request, one commit: 20 transactions whose events form a window. */
     char body[16384], *p = body;
@@ -1058,7 +1058,7 @@ static void two_instances_failover(void **state)
     const char *serve[] = {"serve", NULL};
     pid_t b = h_vigil_spawn(env, b_env, serve, b_log, sizeof b_log);
     assert_true(b > 0);
-    wait_healthy(env, b_url, b_port);
+    wait_healthy(env, b, b_url, b_port);
     assert_true(wait_log(b_log, "sequencer: another instance leads", 1, 5000) >= 0);
     assert_true(wait_log(b_log, "publisher: another instance leads", 1, 5000) >= 0);
 

@@ -112,6 +112,18 @@ int h_wait_port(int port, int timeout_ms)
     return -1;
 }
 
+int h_wait_listener(pid_t pid, int port, int timeout_ms)
+{
+    long long deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        if (h__port_owned_by(pid, port) != 0)
+            return 0;
+        if (kill(pid, 0) != 0 || h_now_ms() >= deadline)
+            return -1;
+        h_sleep_ms(20);
+    }
+}
+
 /* ---- small file helpers ----------------------------------------------------- */
 
 static int open_log(const char *path)
@@ -583,7 +595,8 @@ static int pg_wait_ready(h_env *env, int timeout_ms)
             env->pg_pid = 0;
             return 0;
         }
-        if (PQping(conninfo) == PQPING_OK)
+        /* Answered by our postmaster, not another test's on the same port. */
+        if (PQping(conninfo) == PQPING_OK && h__port_owned_by(env->pg_pid, env->pg_port) != 0)
             return 1;
         h_sleep_ms(20);
     }
@@ -813,7 +826,9 @@ int h_nats_start(h_env *env)
                 exited = 1;
                 break;
             }
-            ready = h_wait_port(env->nats_port, 0) == 0 && h__http_status(health, 1000) == 200;
+            ready = h_wait_port(env->nats_port, 0) == 0 && h__http_status(health, 1000) == 200 &&
+                    h__port_owned_by(env->nats_pid, env->nats_port) != 0 &&
+                    h__port_owned_by(env->nats_pid, env->nats_mon_port) != 0;
             if (!ready)
                 h_sleep_ms(20);
         }
@@ -1030,7 +1045,7 @@ int h_vigil_start(h_env *env, const char *const *extra_env)
                 env->vigil_pid = 0;
                 break;
             }
-            if (h__http_status(health, 1000) == 200) {
+            if (h__http_status(health, 1000) == 200 && h__port_owned_by(pid, env->http_port) != 0) {
                 h__log("vigil serve up on %s (pid %d) in %lld ms", env->base_url, (int)pid,
                        h_now_ms() - t0);
                 return 0;

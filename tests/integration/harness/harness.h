@@ -356,6 +356,11 @@ int h_free_port(void);
  * after timeout_ms. */
 int h_wait_port(int port, int timeout_ms);
 
+/* Polls until process pid itself listens on 127.0.0.1:port: a connection
+ * alone could be answered by another test's server that drew the same
+ * free port. 0 when it does, -1 when pid exited or after timeout_ms. */
+int h_wait_listener(pid_t pid, int port, int timeout_ms);
+
 /* Whole file as a malloc'ed NUL-terminated string, caller frees; NULL if it
  * cannot be read. */
 char *h_read_file(const char *path);

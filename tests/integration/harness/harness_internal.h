@@ -47,6 +47,14 @@ void h__proc_kill_owned(const h_env *owner);
  * (*status filled, pid untracked), 0 on timeout, -1 on error. */
 int h__wait(pid_t pid, int timeout_ms, int *status);
 
+/* Whether pid holds the socket listening on 127.0.0.1:port (Linux /proc):
+ * 1 yes, 0 no (another process has the port, or nobody yet), -1 cannot
+ * tell (pid's fds are not readable). Ports are probed free and bound
+ * later, so two tests running at once can draw the same one; the loser's
+ * server exits on "address in use", but until it does a readiness probe
+ * on that port is answered by the winner's server. */
+int h__port_owned_by(pid_t pid, int port);
+
 /* Exit code from a wait status: the code, or 128+signal. */
 int h__exit_code(int status);
 

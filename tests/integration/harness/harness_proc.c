@@ -12,6 +12,7 @@
  */
 #include "harness_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -381,6 +382,56 @@ int h__exit_code(int status)
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return -1;
+}
+
+/* The inode of the IPv4 socket listening on `port`, from /proc/net/tcp
+ * (state 0A is LISTEN); 0 when none is listed. */
+static unsigned long listen_inode(int port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    unsigned long found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned addr, lport, raddr, rport, st;
+        unsigned long inode;
+        /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+        if (sscanf(line, " %*d: %x:%x %x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &addr, &lport,
+                   &raddr, &rport, &st, &inode) == 6 &&
+            (int)lport == port && st == 0x0A)
+            found = inode;
+    }
+    fclose(f);
+    return found;
+}
+
+int h__port_owned_by(pid_t pid, int port)
+{
+    unsigned long inode = listen_inode(port);
+    if (!inode)
+        return 0;
+    char dir[64], want[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == EACCES ? -1 : 0;
+    int owned = 0;
+    struct dirent *e;
+    while (!owned && (e = readdir(d))) {
+        char path[64 + sizeof e->d_name], link[64];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0) {
+            link[n] = '\0';
+            owned = strcmp(link, want) == 0;
+        }
+    }
+    closedir(d);
+    return owned;
 }
 
 int h__wait(pid_t pid, int timeout_ms, int *status)
