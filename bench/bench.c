@@ -172,6 +172,21 @@ static h_env *bench_env(const char *const *extra)
             h_teardown(env);
             return NULL;
         }
+    /* BENCH_PG="name=value;name=value": extra server settings for a
+     * diagnostic run (the report prints them with the machine). */
+    const char *more = getenv("BENCH_PG");
+    if (more && *more) {
+        char *copy = strdup(more), *save = NULL;
+        int bad = !copy;
+        for (char *t = copy ? strtok_r(copy, ";", &save) : NULL; t && !bad;
+             t = strtok_r(NULL, ";", &save))
+            bad = h_pg_set(env, t) != 0;
+        free(copy);
+        if (bad) {
+            h_teardown(env);
+            return NULL;
+        }
+    }
     if (h_pg_start(env) || h_nats_start(env) || h_migrate(env) ||
         h_key_create(env, "admin", env->admin_key, sizeof env->admin_key)) {
         h_mark_failed(env);
@@ -648,6 +663,24 @@ static void cpu_per_tx(pid_t pid, const cpu_meter *a, double tx, double *cpu_ms,
     *switches = tx > 0 ? (double)(b.vol - a->vol + b.nonvol - a->nonvol) / tx : -1;
 }
 
+/* CPU seconds (user + system) pid has used so far; -1 if unreadable. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    /* after ") ": state(3) ... utime is field 14, stime 15 */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* With BENCH_PROFILE set (a diagnostic run, numbers not for the table): where
  * PostgreSQL spent its time, per SQL/PL function. */
 static void print_profile(h_env *env, const char *what)
@@ -1122,17 +1155,30 @@ static void bench_publisher(int with_seed)
     jsCtx *js = NULL;
     natsConnection_JetStream(&js, nc, NULL);
     double v[MAX_RUNS], ref[MAX_RUNS], win[MAX_RUNS], winx[MAX_RUNS], startup[MAX_RUNS];
+    /* CPU per event (us) of the machine, nats-server, and vigil serve or this
+     * process: where the publisher's rate goes on 2 shared cores. */
+    double v_cpu[MAX_RUNS], v_nats[MAX_RUNS], v_vigil[MAX_RUNS];
+    double x_cpu[MAX_RUNS], x_nats[MAX_RUNS], x_self[MAX_RUNS];
     for (int i = 0; i < runs; i++) {
         double raw = raw_publish(nc, evs, n, 0);
         ref[i] = raw > 0 ? (double)n / raw : -1;
         double t = raw_publish(nc, evs, n, 1);
         win[i] = t > 0 ? (double)n / t : -1;
+        cpu_meter m0, m1;
+        cpu_read(getpid(), &m0);
+        double nats0 = proc_cpu_s(env->nats_pid), self0 = proc_cpu_s(getpid());
         t = raw_publish(nc, evs, n, 2);
+        cpu_read(getpid(), &m1);
         winx[i] = t > 0 ? (double)n / t : -1;
+        x_cpu[i] = (m1.busy_s - m0.busy_s) * 1e6 / (double)n;
+        x_nats[i] = (proc_cpu_s(env->nats_pid) - nats0) * 1e6 / (double)n;
+        x_self[i] = (proc_cpu_s(getpid()) - self0) * 1e6 / (double)n;
         js_drop(js, "BENCH_RAW");
         js_drop(js, "AML_EVENTS");
         h_db_exec(env, "UPDATE cursors SET seq = 0 WHERE name = 'publisher'");
         double s0 = now_s();
+        cpu_read(getpid(), &m0);
+        nats0 = proc_cpu_s(env->nats_pid);
         if (h_vigil_start(env, pub_only))
             break;
         startup[i] = now_s() - s0;
@@ -1140,19 +1186,30 @@ static void bench_publisher(int with_seed)
                now_s() - s0 < 600)
             h_sleep_ms(10);
         double el = now_s() - s0;
+        cpu_read(getpid(), &m1);
+        v_cpu[i] = (m1.busy_s - m0.busy_s) * 1e6 / (double)n;
+        v_nats[i] = (proc_cpu_s(env->nats_pid) - nats0) * 1e6 / (double)n;
+        v_vigil[i] = proc_cpu_s(env->vigil_pid) * 1e6 / (double)n;
         h_vigil_stop(env, SIGTERM);
         long long stored = h_js_stream_msgs(env, "AML_EVENTS");
         v[i] = (double)n / el;
         fprintf(stderr,
                 "bench 3 run %d: publisher %.0f ev/s (%.2f s, stream holds %lld), raw %.0f "
-                "msg/s (%.2f s); raw stop-and-wait %.0f msg/s, + expect headers %.0f msg/s\n",
-                i + 1, v[i], el, stored, ref[i], raw, win[i], winx[i]);
+                "msg/s (%.2f s); raw stop-and-wait %.0f msg/s, + expect headers %.0f msg/s; "
+                "CPU us/event: publisher run %.1f (nats %.1f, vigil %.1f), raw+expect %.1f "
+                "(nats %.1f, client %.1f)\n",
+                i + 1, v[i], el, stored, ref[i], raw, win[i], winx[i], v_cpu[i], v_nats[i],
+                v_vigil[i], x_cpu[i], x_nats[i], x_self[i]);
     }
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
-    char rv[128], rr[128];
+    char rv[128], rr[128], rratio[128];
     runs_str(rv, sizeof rv, v, runs, "%.0f");
     runs_str(rr, sizeof rr, ref, runs, "%.0f");
+    double ratio[MAX_RUNS];
+    for (int i = 0; i < runs; i++)
+        ratio[i] = ref[i] > 0 ? v[i] / ref[i] : 0;
+    runs_str(rratio, sizeof rratio, ratio, runs, "%.2f");
     result *r = add_result("3", "publisher drain event_log->JetStream", "ev/s");
     r->value = median(v, runs);
     r->reference = median(ref, runs);
@@ -1167,9 +1224,15 @@ static void bench_publisher(int with_seed)
              "expected-last-seq/msg-id headers: %.0f msg/s (medians). Time to /healthz of "
              "`vigil serve` (included above): %.2f s (median). The publisher's per-window read "
              "(SELECT of a window, payload::text) alone, replayed over the whole log by this "
-             "client: %.2f s",
+             "client: %.2f s. Per-run ratios (publisher / raw of the same run): %s, median "
+             "%.2f. CPU per event (machine, us, medians): publisher run %.1f "
+             "(nats-server %.1f, vigil serve %.1f, the rest, mostly PostgreSQL, %.1f); raw with "
+             "expect headers %.1f (nats-server %.1f, this client %.1f)",
              n, rv, publish_window(), rr, publish_window(), publish_window(), median(win, runs),
-             median(winx, runs), median(startup, runs), read_s);
+             median(winx, runs), median(startup, runs), read_s, rratio, median(ratio, runs),
+             median(v_cpu, runs), median(v_nats, runs), median(v_vigil, runs),
+             median(v_cpu, runs) - median(v_nats, runs) - median(v_vigil, runs),
+             median(x_cpu, runs), median(x_nats, runs), median(x_self, runs));
     if (with_seed)
         bench_seed(env, evs, n, r->value);
     PQclear(res);
@@ -1779,23 +1842,6 @@ static int sse_connect(h_env *env, sse_bench *b, sse_conn *c, sse_reader *rd)
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     struct epoll_event pev = {.events = EPOLLIN, .data.ptr = c};
     return epoll_ctl(rd->ep, EPOLL_CTL_ADD, c->fd, &pev);
-}
-
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    /* after ") ": state(3) ... utime is field 14, stime 15 */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* Waits until the outbox is empty and the log's head has not moved for 1 s
@@ -2847,6 +2893,10 @@ static void write_report(const char *out, const char *cmdline, double fsyncs, co
                 "Value and reference are medians of %d runs (%d s per timed load run).\n\n",
                 sync_commit, strcmp(sync_commit, "on") ? " (LABELLED VARIANT, not default)" : "",
                 runs, seconds);
+        const char *more = getenv("BENCH_PG");
+        if (more && *more)
+            fprintf(o, "LABELLED VARIANT: extra PostgreSQL settings from BENCH_PG: `%s`.\n\n",
+                    more);
         fprintf(o, "| # | benchmark | measured | reference (same run) | ratio | target | met |\n");
         fprintf(o, "| --- | --- | --- | --- | --- | --- | --- |\n");
         for (int i = 0; i < nresults; i++) {
