@@ -7,6 +7,8 @@
  * event_log and in the JetStream message carry neither — not even as text
  * anywhere in the event — while the API still returns both; a restart with
  * full brings them back. An unknown value stops `vigil serve` at start.
+ * Writing customers plans the event body's statements once per session, not
+ * once per customer.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -210,12 +212,49 @@ static void full_again_and_unknown_value_refused(void **state)
     check_event(published_event("aml.customer.created", id), id, "full.again@example.com", 1);
 }
 
+/* Writing many customers must not plan the event body's statements once per
+ * customer (migration 0020: as a SQL function that PostgreSQL cannot
+ * inline, vigil_customer_event_json was parsed and planned on every call).
+ * Its own cluster, with pg_stat_statements counting nested plans. */
+static void event_body_planned_once_per_session(void **state)
+{
+    (void)state;
+    h_env *e = h_env_new();
+    assert_non_null(e);
+    assert_int_equal(h_pg_set(e, "shared_preload_libraries=pg_stat_statements"), 0);
+    assert_int_equal(h_pg_set(e, "pg_stat_statements.track=all"), 0);
+    assert_int_equal(h_pg_set(e, "pg_stat_statements.track_planning=on"), 0);
+    assert_int_equal(h_pg_start(e), 0);
+    assert_int_equal(h_migrate(e), 0);
+    assert_int_equal(h_db_exec(e, "CREATE EXTENSION pg_stat_statements"), 0);
+    assert_int_equal(h_db_exec(e, "SELECT pg_stat_statements_reset()"), 0);
+    assert_int_equal(h_db_exec(e, "INSERT INTO customers (full_name, country, external_id, email)"
+                                  " SELECT 'Plan ' || g, 'DE', 'plan-' || g, 'p' || g || '@x.org'"
+                                  " FROM generate_series(1, 200) g"),
+                     0);
+    assert_int_equal(h_db_count(e, "SELECT count(*) FROM outbox"
+                                   " WHERE event_type = 'aml.customer.created'"),
+                     200);
+    /* The statement that reads the event_pii setting, run once per customer. */
+    const char *q = "FROM pg_stat_statements WHERE query LIKE '%event_pii FROM vigil_settings%'"
+                    " AND query NOT LIKE '%pg_stat_statements%'";
+    char calls[256], plans[256];
+    snprintf(calls, sizeof calls, "SELECT coalesce(sum(calls), 0) %s", q);
+    snprintf(plans, sizeof plans, "SELECT coalesce(sum(plans), 0) %s", q);
+    long long c = h_db_count(e, calls), p = h_db_count(e, plans);
+    fprintf(stderr, "event_pii statement: %lld calls, %lld plans\n", c, p);
+    assert_true(c >= 200);
+    assert_true(p >= 1 && p <= 2);
+    h_teardown(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(full_by_default),
         cmocka_unit_test(minimal_leaves_email_and_birth_date_out),
         cmocka_unit_test(full_again_and_unknown_value_refused),
+        cmocka_unit_test(event_body_planned_once_per_session),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
