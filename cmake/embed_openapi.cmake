@@ -9,4 +9,6 @@ file(WRITE "${OUT}.tmp"
   "#include <stddef.h>\n\n"
   "const unsigned char api_openapi_yaml[] = {${hex} 0x00};\n"
   "const size_t api_openapi_yaml_len = ${size};\n")
-file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+# Always replaced: an output left older than a dependency would be
+# regenerated on every build.
+file(RENAME "${OUT}.tmp" "${OUT}")

@@ -16,4 +16,6 @@ foreach(f ${files})
 endforeach()
 string(APPEND table "    {0, 0}\n};\n")
 file(WRITE "${OUT}.tmp" "${body}\n${table}")
-file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+# Always replaced: an output left older than a dependency would be
+# regenerated on every build.
+file(RENAME "${OUT}.tmp" "${OUT}")
