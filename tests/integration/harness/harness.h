@@ -296,6 +296,7 @@ typedef struct h_sse_event {
     char event[128]; /* the event: field ("" means "message") */
     char *data;      /* data lines joined with '\n', malloc'ed, owned */
     json_t *json;    /* data parsed as JSON, or NULL; owned */
+    double at;       /* CLOCK_MONOTONIC seconds when its blank line was read */
 } h_sse_event;
 
 /* Opens a streaming GET on path (Accept: text/event-stream, Bearer key when

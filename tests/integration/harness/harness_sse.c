@@ -71,6 +71,9 @@ static void dispatch(h_sse *s)
     queued *q = calloc(1, sizeof *q);
     if (!q)
         return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    q->ev.at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     s->data[--s->data_len] = '\0'; /* drop the last data line's '\n' */
     q->ev.data = s->data;
     q->ev.json = json_loadb(s->data, s->data_len, JSON_DECODE_ANY, NULL);
