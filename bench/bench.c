@@ -1411,10 +1411,11 @@ static double pct(double *v, long n, double q)
  * commit -> its HTTP answer at the client; -> the sequencer's commit that
  * put the event in event_log; -> stored in the stream by the publisher;
  * -> delivered to the consumer. p50s in st50, p99s in st99 (ms). */
-enum { ST_ANSWER, ST_SEQUENCE, ST_PUBLISH, ST_DELIVER, N_STAGES };
+enum { ST_ANSWER, ST_SEQUENCE, ST_PUBLISH, ST_DELIVER, ST_SSE, N_STAGES };
 static const char *const stage_name[N_STAGES] = {
     "ingest commit -> HTTP answer", "ingest commit -> sequencer commit",
-    "sequencer commit -> stored in JetStream", "stored -> delivered to the consumer"};
+    "sequencer commit -> stored in JetStream", "stored -> delivered to the consumer",
+    "sequencer commit -> read by the SSE client"};
 
 static int e2e_stages(e2e *e, double st50[N_STAGES], double st99[N_STAGES])
 {
@@ -1442,7 +1443,8 @@ static int e2e_stages(e2e *e, double st50[N_STAGES], double st99[N_STAGES])
     for (long r = 0; r < rows; r++) {
         long i = atol(PQgetvalue(res, r, 0) + plen);
         if (PQgetisnull(res, r, 1) || PQgetisnull(res, r, 2) || i < 0 || i >= e->n ||
-            e->resp[i] <= 0 || atomic_load(&e->recv[i]) <= 0 || atomic_load(&e->stored[i]) <= 0)
+            e->resp[i] <= 0 || atomic_load(&e->recv[i]) <= 0 || atomic_load(&e->stored[i]) <= 0 ||
+            atomic_load(&e->sse[i]) <= 0)
             continue;
         double commit = atof(PQgetvalue(res, r, 1)), seq = atof(PQgetvalue(res, r, 2));
         double stored = atomic_load(&e->stored[i]);
@@ -1450,6 +1452,7 @@ static int e2e_stages(e2e *e, double st50[N_STAGES], double st99[N_STAGES])
         v[ST_SEQUENCE][m] = (seq - commit) * 1000;
         v[ST_PUBLISH][m] = (stored - seq) * 1000;
         v[ST_DELIVER][m] = (atomic_load(&e->recv[i]) + e->rt_off - stored) * 1000;
+        v[ST_SSE][m] = (atomic_load(&e->sse[i]) + e->rt_off - seq) * 1000;
         m++;
     }
     PQclear(res);
