@@ -73,6 +73,15 @@ struct api_ctx {
     const char *cache_control;   /* NULL: "no-store" (API data is never cached) */
     const char *etag;            /* quoted ETag, or NULL */
     const char *csp;             /* Content-Security-Policy, or NULL (dashboard pages) */
+
+    /* A handler that parked the request (suspended its connection) sets
+     * `resume`; libmicrohttpd calls on_request again once the connection is
+     * resumed and server.c then runs resume(ctx), which replies. `parked`
+     * is the handler's state meanwhile, freed by `parked_free` if the
+     * request ends without resuming. */
+    api_handler resume;
+    void *parked;
+    void (*parked_free)(void *parked);
 };
 
 /* Borrows a database connection for this request (released automatically

@@ -1,12 +1,20 @@
 /*
  * api_ingest.c — group commit for single-transaction POSTs (api_ingest.h).
  *
- * Waiters queue in arrival order under one mutex. A caller that finds fewer
- * than VIGIL_INGEST_FLUSHES flushes running becomes a leader: it takes the
- * queue's head (up to VIGIL_MAX_BATCH items, its own or not), runs one
- * `vigil_ingest` on its own connection, answers every waiter it took and
- * loops until its own item is answered. Waiters live on their callers'
- * stacks; a leader touches one only under the mutex or while the waiter is
+ * Requests are parked: the handler suspends its connection and queues the
+ * item; VIGIL_INGEST_FLUSHES flusher threads each take the queue's head (up
+ * to VIGIL_MAX_BATCH items), run one `vigil_ingest` on a pooled connection,
+ * answer every item they took and resume those connections. An HTTP worker
+ * thread never waits for the database here: while it did (each request
+ * blocked its thread until its flush committed), the other connections of
+ * that thread waited too, event streams among them (bench/ANALYSIS.md,
+ * benchmark 4: 15-55 ms from a stream's resume to its next frame). Parked
+ * waiters live on the heap until the handler collects the answer.
+ *
+ * Without flushers (VIGIL_INGEST_FLUSHES=0, or while stopping) a caller
+ * blocks in api_ingest_one: it queues a waiter on its stack and leads a
+ * flush itself when a slot is free (with VIGIL_INGEST_FLUSHES=0, alone).
+ * A leader or flusher touches a waiter only under the mutex or while it is
  * taken and not yet marked done.
  *
  * Wake-ups are addressed: each waiter sleeps on its own condition variable.
@@ -23,11 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <microhttpd.h>
+
 #include "store/db.h"
 #include "util/log.h"
 
 typedef struct waiter {
-    char *text; /* the item as JSON, dumped by its own thread */
+    struct MHD_Connection *conn; /* parked request to resume when done; NULL: a blocked caller */
+    char *text;                  /* the item as JSON, dumped by its own thread */
     size_t len;
     struct waiter *next;
     pthread_cond_t cv; /* signalled when done, or when it may lead */
@@ -40,25 +51,49 @@ typedef struct waiter {
     int created;
 } waiter;
 
+#define MAX_FLUSHERS 8
+
 static struct {
     pthread_mutex_t mu;
+    pthread_cond_t work; /* flushers: a parked item was queued, or stopping */
     waiter *head, *tail;
     int running, max_running, max_items;
+    int stopping, nflushers;
+    db_pool *pool;
+    pthread_t flushers[MAX_FLUSHERS];
     atomic_llong flushes, items, alone, largest;
-} ing = {.mu = PTHREAD_MUTEX_INITIALIZER, .max_items = 1};
+} ing = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .max_items = 1};
 
-void api_ingest_start(const vg_config *cfg)
+static void *flusher_main(void *arg);
+
+vg_status api_ingest_start(const vg_config *cfg, db_pool *pool, vg_error *err)
 {
     pthread_mutex_lock(&ing.mu);
     ing.max_running = (int)cfg->ingest_flushes;
     ing.max_items = (int)cfg->max_batch;
+    ing.pool = pool;
+    ing.stopping = 0;
     pthread_mutex_unlock(&ing.mu);
+    int want = ing.max_running < MAX_FLUSHERS ? ing.max_running : MAX_FLUSHERS;
+    for (ing.nflushers = 0; ing.nflushers < want; ing.nflushers++)
+        if (pthread_create(&ing.flushers[ing.nflushers], NULL, flusher_main, NULL) != 0) {
+            api_ingest_stop();
+            return vg_fail(err, VG_E_INTERNAL, NULL, "cannot start the ingest flusher threads");
+        }
+    return VG_OK;
 }
 
 void api_ingest_stop(void)
 {
-    /* Nothing to free: waiters belong to their callers, and the server has
-     * drained its requests before this is called. */
+    /* Flushers answer and resume everything queued before they exit, so no
+     * connection is left suspended when the HTTP daemon stops. */
+    pthread_mutex_lock(&ing.mu);
+    ing.stopping = 1;
+    pthread_cond_broadcast(&ing.work);
+    pthread_mutex_unlock(&ing.mu);
+    for (int i = 0; i < ing.nflushers; i++)
+        pthread_join(ing.flushers[i], NULL);
+    ing.nflushers = 0;
 }
 
 /* The answer of a waiter from one row of vigil_ingest. */
@@ -168,6 +203,161 @@ static void flush(PGconn *db, waiter *const *all, int n)
     free(text);
 }
 
+/* Marks the n waiters of g answered and wakes each: a parked request by
+ * resuming its connection (libmicrohttpd calls the handler again), a
+ * blocked caller by its condition variable. Called with ing.mu held; the
+ * resumes happen after it is released (a resumed request may be freed at
+ * once, so its connection is read first). */
+static void finish_taken(waiter *const *g, int n, const waiter *self)
+{
+    struct MHD_Connection **resume = malloc(sizeof *resume * (size_t)(n > 0 ? n : 1));
+    if (!resume)
+        abort();
+    int nr = 0;
+    for (int i = 0; i < n; i++) {
+        if (g[i]->conn)
+            resume[nr++] = g[i]->conn;
+        g[i]->done = 1; /* its owner may go on once we unlock */
+        if (!g[i]->conn && g[i] != self)
+            pthread_cond_signal(&g[i]->cv);
+    }
+    /* A slot is free: the next flusher, or a blocked caller at the head. */
+    pthread_cond_signal(&ing.work);
+    if (ing.head && !ing.head->conn)
+        pthread_cond_signal(&ing.head->cv);
+    pthread_mutex_unlock(&ing.mu);
+    for (int i = 0; i < nr; i++)
+        MHD_resume_connection(resume[i]);
+    free(resume);
+    pthread_mutex_lock(&ing.mu);
+}
+
+/* Takes up to max_items from the queue's head into g; ing.mu held. */
+static int take(waiter **g)
+{
+    int n = 0;
+    while (ing.head && n < ing.max_items) {
+        g[n++] = ing.head;
+        ing.head = ing.head->next;
+    }
+    if (!ing.head)
+        ing.tail = NULL;
+    return n;
+}
+
+/* A flusher: runs the flushes of parked requests on a pooled connection, so
+ * no HTTP worker thread waits for the database while its other connections
+ * (event streams among them) wait for it. */
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "ingest flush");
+    waiter **g = malloc(sizeof *g * (size_t)ing.max_items);
+    if (!g)
+        abort();
+    pthread_mutex_lock(&ing.mu);
+    for (;;) {
+        if (ing.head && ing.running < ing.max_running) {
+            int n = take(g);
+            ing.running++;
+            pthread_mutex_unlock(&ing.mu);
+            vg_error err = {0};
+            PGconn *db = db_acquire(ing.pool, &err);
+            if (db) {
+                flush(db, g, n);
+                db_release(ing.pool, db);
+            } else {
+                for (int i = 0; i < n; i++)
+                    answer_error(g[i], &err);
+            }
+            vg_error_clear(&err);
+            pthread_mutex_lock(&ing.mu);
+            ing.running--;
+            finish_taken(g, n, NULL);
+            continue;
+        }
+        if (ing.stopping && !ing.head)
+            break;
+        pthread_cond_wait(&ing.work, &ing.mu);
+    }
+    pthread_mutex_unlock(&ing.mu);
+    free(g);
+    return NULL;
+}
+
+static waiter *waiter_new(json_t *item)
+{
+    waiter *w = calloc(1, sizeof *w);
+    if (!w || !(w->text = json_dumps(item, JSON_COMPACT)))
+        abort();
+    w->len = strlen(w->text);
+    pthread_cond_init(&w->cv, NULL);
+    return w;
+}
+
+api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item)
+{
+    pthread_mutex_lock(&ing.mu);
+    int ok = ing.nflushers > 0 && !ing.stopping;
+    pthread_mutex_unlock(&ing.mu);
+    if (!ok)
+        return NULL;
+    waiter *w = waiter_new(item);
+    w->conn = conn;
+    pthread_mutex_lock(&ing.mu);
+    if (ing.stopping) {
+        pthread_mutex_unlock(&ing.mu);
+        api_ingest_ticket_free(w);
+        return NULL;
+    }
+    /* Suspended before any flusher can see it, so the resume never comes
+     * first. */
+    MHD_suspend_connection(conn);
+    if (ing.tail)
+        ing.tail->next = w;
+    else
+        ing.head = w;
+    ing.tail = w;
+    pthread_cond_signal(&ing.work);
+    pthread_mutex_unlock(&ing.mu);
+    return w;
+}
+
+vg_status api_ingest_collect(api_ingest_ticket *w, char **out, char id[37], int *created,
+                             vg_error *err)
+{
+    pthread_mutex_lock(&ing.mu);
+    int done = w->done;
+    pthread_mutex_unlock(&ing.mu);
+    vg_status st;
+    if (!done) { /* cannot happen: the connection is resumed only when done */
+        log_error("ingest: a parked request resumed before its flush ended");
+        st = vg_fail(err, VG_E_INTERNAL, NULL, "ingest answer missing");
+    } else if ((st = w->st) != VG_OK) {
+        vg_error_clear(err);
+        *err = w->err;
+        w->err.items = NULL;
+    } else {
+        *out = w->out;
+        w->out = NULL;
+        memcpy(id, w->id, 37);
+        *created = w->created;
+    }
+    api_ingest_ticket_free(w);
+    return st;
+}
+
+void api_ingest_ticket_free(api_ingest_ticket *w)
+{
+    if (!w)
+        return;
+    pthread_cond_destroy(&w->cv);
+    vg_error_clear(&w->err);
+    free(w->out);
+    free(w->text);
+    free(w);
+}
+
 vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int *created,
                          vg_error *err)
 {
@@ -199,28 +389,17 @@ vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int 
         }
         if (!g && !(g = malloc(sizeof *g * (size_t)ing.max_items)))
             abort();
-        int n = 0;
-        while (ing.head && n < ing.max_items) {
-            g[n++] = ing.head;
-            ing.head = ing.head->next;
-        }
-        if (!ing.head)
-            ing.tail = NULL;
+        int n = take(g);
         ing.running++;
         pthread_mutex_unlock(&ing.mu);
         flush(db, g, n);
         pthread_mutex_lock(&ing.mu);
         ing.running--;
-        for (int i = 0; i < n; i++) {
-            g[i]->done = 1; /* its owner may return once we unlock */
-            if (g[i] != &w)
-                pthread_cond_signal(&g[i]->cv);
-        }
-        /* The slot just freed: if this thread is done, the head leads next
-         * (it is asleep: a waiter that is awake and holds no slot is only
-         * ever here, under the mutex, checking for one). */
-        if (w.done && ing.head)
-            pthread_cond_signal(&ing.head->cv);
+        /* Wakes the others it answered and, for the slot just freed, a
+         * flusher or the head when it is a blocked caller (asleep: a waiter
+         * that is awake and holds no slot is only ever here, under the
+         * mutex, checking for one). */
+        finish_taken(g, n, &w);
     }
     pthread_mutex_unlock(&ing.mu);
     pthread_cond_destroy(&w.cv);

@@ -28,13 +28,38 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 
+#include "store/db.h"
 #include "util/config.h"
 #include "util/status.h"
 
+struct MHD_Connection;
+
 /* Reads VIGIL_INGEST_FLUSHES (0: every request alone) and VIGIL_MAX_BATCH
- * (most items in one flush). */
-void api_ingest_start(const vg_config *cfg);
+ * (most items in one flush) and starts that many flusher threads, which
+ * take their connections from `pool`. */
+vg_status api_ingest_start(const vg_config *cfg, db_pool *pool, vg_error *err);
+/* Answers and resumes every parked request, then stops the flushers. Call
+ * before the HTTP daemon stops (no connection may be left suspended). */
 void api_ingest_stop(void);
+
+/* A parked request: its item, queued for a flusher, and later its answer. */
+typedef struct waiter api_ingest_ticket;
+
+/* Parks a request from its access handler: suspends `conn` and queues the
+ * validated item for the next flush; the flusher resumes the connection
+ * once the item is answered, libmicrohttpd calls the handler again, and the
+ * handler reads the answer with api_ingest_collect. So no HTTP worker
+ * thread waits for the database meanwhile (its other connections, event
+ * streams among them, go on being served). NULL when there are no flushers
+ * (VIGIL_INGEST_FLUSHES=0) or they are stopping: use api_ingest_one. */
+api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item);
+
+/* The answer of a resumed request, as api_ingest_one gives it; frees t. */
+vg_status api_ingest_collect(api_ingest_ticket *t, char **out, char id[37], int *created,
+                             vg_error *err);
+
+/* Frees a ticket whose request ended without collecting it. */
+void api_ingest_ticket_free(api_ingest_ticket *t);
 
 /* Ingests one validated, canonical item (tx_body_decode's) on `db`, joined
  * with concurrent callers. On VG_OK *out (malloc'd) is the transaction's JSON

@@ -15,6 +15,20 @@
 #include "domain/timeparse.h"
 #include "store/store_work.h"
 
+/* The reply of a single-transaction POST once its flush has answered it. */
+static void tx_single_resumed(api_ctx *ctx)
+{
+    vg_error err = {0};
+    char *out = NULL, id[37];
+    int created = 0;
+    api_ingest_ticket *t = ctx->parked;
+    ctx->parked = NULL;
+    vg_status st = api_ingest_collect(t, &out, id, &created, &err);
+    if (st == VG_OK)
+        snprintf(ctx->location, sizeof ctx->location, "/transactions/%s", id);
+    api_reply_result(ctx, st, created ? 201 : 200, out, &err);
+}
+
 void api_transactions_post(api_ctx *ctx)
 {
     vg_error err = {0};
@@ -25,7 +39,17 @@ void api_transactions_post(api_ctx *ctx)
                                          &batch, &err)
                         : err.code;
     if (items && !batch) {
-        /* One transaction: joined with concurrent ones (api_ingest.h). */
+        /* One transaction: joined with concurrent ones (api_ingest.h),
+         * parked meanwhile so that this worker thread serves its other
+         * connections; tx_single_resumed replies. */
+        ctx->parked = api_ingest_park(ctx->conn, json_array_get(items, 0));
+        if (ctx->parked) {
+            ctx->parked_free = (void (*)(void *))api_ingest_ticket_free;
+            ctx->resume = tx_single_resumed;
+            json_decref(items);
+            json_decref(body);
+            return;
+        }
         PGconn *db = api_db(ctx, &err);
         char id[37];
         int created = 0;

@@ -429,6 +429,19 @@ static enum MHD_Result queue_reply(api_ctx *ctx)
     return ret;
 }
 
+/* After the handler: wake the sequencer after a successful write (it
+ * committed events), return the database connection, queue the reply. */
+static enum MHD_Result finish_request(api_ctx *ctx)
+{
+    if (strcmp(ctx->method, "GET") != 0 && ctx->status < 300)
+        wake_kick();
+    if (ctx->db) {
+        db_release(ctx->state->pool, ctx->db);
+        ctx->db = NULL;
+    }
+    return queue_reply(ctx);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -452,6 +465,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             ctx->body_too_large = 1;
         *con_cls = ctx;
         return MHD_YES;
+    }
+    if (ctx->resume) { /* a parked request, resumed: its handler replies now */
+        api_handler fn = ctx->resume;
+        ctx->resume = NULL;
+        fn(ctx);
+        return finish_request(ctx);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -481,14 +500,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                        state->cfg->max_body_bytes);
     else
         dispatch(ctx);
-    /* A successful write committed events: wake the sequencer. */
-    if (strcmp(ctx->method, "GET") != 0 && ctx->status < 300)
-        wake_kick();
-    if (ctx->db) {
-        db_release(state->pool, ctx->db);
-        ctx->db = NULL;
+    if (ctx->resume) { /* parked: the connection is suspended, no reply yet */
+        if (ctx->db) {
+            db_release(state->pool, ctx->db);
+            ctx->db = NULL;
+        }
+        return MHD_YES;
     }
-    return queue_reply(ctx);
+    return finish_request(ctx);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -500,6 +519,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (ctx->db) /* only when MHD aborted the request before the handler ran */
         db_release(state->pool, ctx->db);
+    if (ctx->parked && ctx->parked_free) /* ended while parked or before collecting */
+        ctx->parked_free(ctx->parked);
     if (ctx->sse_slot)
         api_limits_sse_release(&ctx->key);
     api_limits_request_done(conn);
@@ -587,8 +608,13 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     /* The event-stream hub first: streams may be opened as soon as we listen. */
     if (sse_hub_start(cfg, pool, err) != VG_OK)
         return err->code;
-    api_ingest_start(cfg);
+    if (api_ingest_start(cfg, pool, err) != VG_OK) {
+        sse_hub_shutdown();
+        sse_hub_free();
+        return err->code;
+    }
     if (api_limits_start(cfg, err) != VG_OK) {
+        api_ingest_stop();
         sse_hub_shutdown();
         sse_hub_free();
         return err->code;
@@ -610,6 +636,7 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     if (!d) {
         int e = errno;
         api_limits_stop();
+        api_ingest_stop();
         sse_hub_shutdown();
         sse_hub_free();
         return vg_fail(err, VG_E_IO, "VIGIL_HTTP_ADDR", "cannot listen on %s: %s", cfg->http_addr,
@@ -636,9 +663,10 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     if (atomic_load(&in_flight) > 0)
         log_warn("shutdown grace elapsed with %d requests still in flight",
                  atomic_load(&in_flight));
+    /* Parked requests are answered and resumed before the daemon stops. */
+    api_ingest_stop();
     MHD_stop_daemon(d);
     api_limits_stop();
-    api_ingest_stop();
     sse_hub_free();
     log_info("stopped");
     return VG_OK;
