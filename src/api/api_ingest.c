@@ -51,7 +51,7 @@ typedef struct waiter {
     int created;
 } waiter;
 
-#define MAX_FLUSHERS 8
+#define MAX_FLUSHERS 256 /* VIGIL_INGEST_FLUSHES's upper bound (util/config.h) */
 
 static struct {
     pthread_mutex_t mu;
@@ -75,11 +75,16 @@ vg_status api_ingest_start(const vg_config *cfg, db_pool *pool, vg_error *err)
     ing.stopping = 0;
     pthread_mutex_unlock(&ing.mu);
     int want = ing.max_running < MAX_FLUSHERS ? ing.max_running : MAX_FLUSHERS;
-    for (ing.nflushers = 0; ing.nflushers < want; ing.nflushers++)
-        if (pthread_create(&ing.flushers[ing.nflushers], NULL, flusher_main, NULL) != 0) {
-            api_ingest_stop();
-            return vg_fail(err, VG_E_INTERNAL, NULL, "cannot start the ingest flusher threads");
-        }
+    int n = 0;
+    while (n < want && pthread_create(&ing.flushers[n], NULL, flusher_main, NULL) == 0)
+        n++;
+    pthread_mutex_lock(&ing.mu);
+    ing.nflushers = n;
+    pthread_mutex_unlock(&ing.mu);
+    if (n < want) {
+        api_ingest_stop();
+        return vg_fail(err, VG_E_INTERNAL, NULL, "cannot start the ingest flusher threads");
+    }
     return VG_OK;
 }
 
@@ -93,7 +98,9 @@ void api_ingest_stop(void)
     pthread_mutex_unlock(&ing.mu);
     for (int i = 0; i < ing.nflushers; i++)
         pthread_join(ing.flushers[i], NULL);
+    pthread_mutex_lock(&ing.mu); /* api_ingest_park reads it under the mutex */
     ing.nflushers = 0;
+    pthread_mutex_unlock(&ing.mu);
 }
 
 /* The answer of a waiter from one row of vigil_ingest. */
