@@ -281,8 +281,10 @@ static int cmd_serve(const vg_config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     vg_error err = {0};
+    /* One connection per HTTP thread and per ingest flusher, plus two. */
     db_pool *pool =
-        db_pool_new(cfg->database_url, (int)cfg->http_threads + 2, (int)cfg->db_connect_timeout);
+        db_pool_new(cfg->database_url, (int)(cfg->http_threads + cfg->ingest_flushes) + 2,
+                    (int)cfg->db_connect_timeout);
     /* Start even when the database is down: /readyz says so and requests
      * get 503 until it is back. But refuse to run on an old schema. */
     PGconn *c = db_acquire(pool, &err);
