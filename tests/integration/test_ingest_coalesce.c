@@ -78,21 +78,62 @@ static const char *jstr(const h_resp *r, const char *k)
     return json_string_value(json_object_get(r->json, k));
 }
 
-enum { FIRST, GOOD0, GOOD1, GOOD2, GOOD3, DUP0, DUP1, DUP2, UNKNOWN0, UNKNOWN1, BOOM, NCALLS };
-
-static void joined_requests_get_their_own_answers(void **state)
+/* PostgreSQL with the schema, an admin key, and vigil serve with cfg. */
+static h_env *start_env(const char *const *cfg)
 {
-    (void)state;
     h_env *env = h_env_new();
     assert_non_null(env);
     assert_int_equal(h_pg_start(env), 0);
     assert_int_equal(h_migrate(env), 0);
     assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
+    assert_int_equal(h_vigil_start(env, cfg), 0);
+    return env;
+}
+
+/* Locks customer `id` in an open transaction: a flush that writes one of its
+ * transactions waits inside PostgreSQL until release_hold. */
+static PGconn *hold_customer(h_env *env, const char *id)
+{
+    PGconn *hold = h_db_connect(env);
+    assert_non_null(hold);
+    const char *p[] = {id};
+    PGresult *res = PQexec(hold, "BEGIN");
+    PQclear(res);
+    res = PQexecParams(hold, "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", 1, NULL, p, NULL,
+                       NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    return hold;
+}
+
+/* Waits (up to 10 s) until a flush waits on that lock. */
+static void wait_flush_held(h_env *env)
+{
+    long long t0 = h_now_ms();
+    while (h_db_count(env, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                           " AND query LIKE '%vigil_ingest%'") < 1) {
+        assert_true(h_now_ms() - t0 < 10000);
+        h_sleep_ms(20);
+    }
+}
+
+static void release_hold(PGconn *hold)
+{
+    PGresult *res = PQexec(hold, "COMMIT");
+    PQclear(res);
+    PQfinish(hold);
+}
+
+enum { FIRST, GOOD0, GOOD1, GOOD2, GOOD3, DUP0, DUP1, DUP2, UNKNOWN0, UNKNOWN1, BOOM, NCALLS };
+
+static void joined_requests_get_their_own_answers(void **state)
+{
+    (void)state;
     /* Two HTTP threads for eleven requests: a request waiting for its flush
      * is parked, not holding a thread, so all of them are read and queued
      * while the first flush is held. */
     const char *cfg[] = {"VIGIL_INGEST_FLUSHES=1", "VIGIL_HTTP_THREADS=2", NULL};
-    assert_int_equal(h_vigil_start(env, cfg), 0);
+    h_env *env = start_env(cfg);
     char *a = new_customer(env, "Held Customer"), *b = new_customer(env, "Joined Customer");
     /* A failure that names no item, for one external_id only. */
     assert_int_equal(h_db_exec(env, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
@@ -104,15 +145,7 @@ static void joined_requests_get_their_own_answers(void **state)
     long long flushes0 = metric(env, "vigil_ingest_flushes_total");
 
     /* Hold the first flush inside PostgreSQL. */
-    PGconn *hold = h_db_connect(env);
-    assert_non_null(hold);
-    const char *pa[] = {a};
-    PGresult *res = PQexec(hold, "BEGIN");
-    PQclear(res);
-    res = PQexecParams(hold, "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", 1, NULL, pa, NULL,
-                       NULL, 0);
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    PQclear(res);
+    PGconn *hold = hold_customer(env, a);
 
     static call calls[NCALLS];
     memset(calls, 0, sizeof calls);
@@ -131,22 +164,14 @@ static void joined_requests_get_their_own_answers(void **state)
     tx_body(&calls[BOOM], "boom", b);
 
     assert_int_equal(pthread_create(&calls[FIRST].th, NULL, run_call, &calls[FIRST]), 0);
-    /* Until the first flush waits on the lock. */
-    long long t0 = h_now_ms();
-    while (h_db_count(env, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                           " AND query LIKE '%vigil_ingest%'") < 1) {
-        assert_true(h_now_ms() - t0 < 10000);
-        h_sleep_ms(20);
-    }
+    wait_flush_held(env);
     for (int i = GOOD0; i < NCALLS; i++)
         assert_int_equal(pthread_create(&calls[i].th, NULL, run_call, &calls[i]), 0);
     h_sleep_ms(800);
     /* Nobody is answered while the one flush slot is held. */
     for (int i = 0; i < NCALLS; i++)
         assert_int_equal(atomic_load(&calls[i].done), 0);
-    res = PQexec(hold, "COMMIT");
-    PQclear(res);
-    PQfinish(hold);
+    release_hold(hold);
     for (int i = 0; i < NCALLS; i++)
         pthread_join(calls[i].th, NULL);
 
@@ -212,23 +237,10 @@ static void joined_requests_get_their_own_answers(void **state)
 static void shutdown_answers_parked_requests(void **state)
 {
     (void)state;
-    h_env *env = h_env_new();
-    assert_non_null(env);
-    assert_int_equal(h_pg_start(env), 0);
-    assert_int_equal(h_migrate(env), 0);
-    assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
     const char *cfg[] = {"VIGIL_INGEST_FLUSHES=1", "VIGIL_SHUTDOWN_GRACE=5", NULL};
-    assert_int_equal(h_vigil_start(env, cfg), 0);
+    h_env *env = start_env(cfg);
     char *b = new_customer(env, "Shutdown Customer");
-    PGconn *hold = h_db_connect(env);
-    assert_non_null(hold);
-    const char *pb[] = {b};
-    PGresult *res = PQexec(hold, "BEGIN");
-    PQclear(res);
-    res = PQexecParams(hold, "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", 1, NULL, pb, NULL,
-                       NULL, 0);
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    PQclear(res);
+    PGconn *hold = hold_customer(env, b);
     enum { N = 24 };
     static call calls[N];
     memset(calls, 0, sizeof calls);
@@ -240,12 +252,7 @@ static void shutdown_answers_parked_requests(void **state)
         assert_int_equal(pthread_create(&calls[i].th, NULL, run_call, &calls[i]), 0);
     }
     /* Until the first flush waits on the lock and the rest are parked. */
-    long long t0 = h_now_ms();
-    while (h_db_count(env, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                           " AND query LIKE '%vigil_ingest%'") < 1) {
-        assert_true(h_now_ms() - t0 < 10000);
-        h_sleep_ms(20);
-    }
+    wait_flush_held(env);
     h_sleep_ms(300);
     pid_t vigil = env->vigil_pid;
     env->vigil_pid = 0; /* this test stops it */
@@ -253,9 +260,7 @@ static void shutdown_answers_parked_requests(void **state)
     h_sleep_ms(500);
     for (int i = 0; i < N; i++)
         assert_int_equal(atomic_load(&calls[i].done), 0);
-    res = PQexec(hold, "COMMIT");
-    PQclear(res);
-    PQfinish(hold);
+    release_hold(hold);
     for (int i = 0; i < N; i++) {
         pthread_join(calls[i].th, NULL);
         assert_int_equal(calls[i].r.status, 201);
@@ -273,13 +278,8 @@ static void shutdown_answers_parked_requests(void **state)
 static void coalescing_off_commits_each_alone(void **state)
 {
     (void)state;
-    h_env *env = h_env_new();
-    assert_non_null(env);
-    assert_int_equal(h_pg_start(env), 0);
-    assert_int_equal(h_migrate(env), 0);
-    assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
     const char *cfg[] = {"VIGIL_INGEST_FLUSHES=0", NULL};
-    assert_int_equal(h_vigil_start(env, cfg), 0);
+    h_env *env = start_env(cfg);
     char *b = new_customer(env, "Alone Customer");
     static call calls[8];
     memset(calls, 0, sizeof calls);
