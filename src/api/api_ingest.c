@@ -8,12 +8,12 @@
  * thread never waits for the database here: while it did (each request
  * blocked its thread until its flush committed), the other connections of
  * that thread waited too, event streams among them (bench/ANALYSIS.md,
- * benchmark 4: 15-55 ms from a stream's resume to its next frame). Parked
- * waiters live on the heap until the handler collects the answer.
+ * benchmark 4: 15-55 ms from a stream's resume to its next frame).
+ * Waiters live on the heap until their owner collects the answer.
  *
  * Without flushers (VIGIL_INGEST_FLUSHES=0, or while stopping) a caller
- * blocks in api_ingest_one: it queues a waiter on its stack and leads a
- * flush itself when a slot is free (with VIGIL_INGEST_FLUSHES=0, alone).
+ * blocks in api_ingest_one: it queues a waiter and leads a flush itself
+ * when a slot is free (with VIGIL_INGEST_FLUSHES=0, alone).
  * A leader or flusher touches a waiter only under the mutex or while it is
  * taken and not yet marked done.
  *
@@ -252,6 +252,16 @@ static int take(waiter **g)
     return n;
 }
 
+/* Appends w to the queue; ing.mu held. */
+static void enqueue(waiter *w)
+{
+    if (ing.tail)
+        ing.tail->next = w;
+    else
+        ing.head = w;
+    ing.tail = w;
+}
+
 /* A flusher: runs the flushes of parked requests on a pooled connection, so
  * no HTTP worker thread waits for the database while its other connections
  * (event streams among them) wait for it. */
@@ -320,11 +330,7 @@ api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item)
     /* Suspended before any flusher can see it, so the resume never comes
      * first. */
     MHD_suspend_connection(conn);
-    if (ing.tail)
-        ing.tail->next = w;
-    else
-        ing.head = w;
-    ing.tail = w;
+    enqueue(w);
     pthread_cond_signal(&ing.work);
     pthread_mutex_unlock(&ing.mu);
     return w;
@@ -368,30 +374,20 @@ void api_ingest_ticket_free(api_ingest_ticket *w)
 vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int *created,
                          vg_error *err)
 {
-    waiter w = {0};
-    w.text = json_dumps(item, JSON_COMPACT);
-    if (!w.text)
-        abort();
-    w.len = strlen(w.text);
-    pthread_cond_init(&w.cv, NULL);
+    waiter *w = waiter_new(item);
     pthread_mutex_lock(&ing.mu);
     if (ing.max_running == 0) { /* coalescing off: every request alone */
         pthread_mutex_unlock(&ing.mu);
-        waiter *one = &w;
-        flush(db, &one, 1);
+        flush(db, &w, 1);
         pthread_mutex_lock(&ing.mu);
-        w.done = 1;
+        w->done = 1;
     } else {
-        if (ing.tail)
-            ing.tail->next = &w;
-        else
-            ing.head = &w;
-        ing.tail = &w;
+        enqueue(w);
     }
     waiter **g = NULL;
-    while (!w.done) {
+    while (!w->done) {
         if (ing.running >= ing.max_running || !ing.head) {
-            pthread_cond_wait(&w.cv, &ing.mu);
+            pthread_cond_wait(&w->cv, &ing.mu);
             continue;
         }
         if (!g && !(g = malloc(sizeof *g * (size_t)ing.max_items)))
@@ -406,25 +402,11 @@ vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int 
          * flusher or the head when it is a blocked caller (asleep: a waiter
          * that is awake and holds no slot is only ever here, under the
          * mutex, checking for one). */
-        finish_taken(g, n, &w);
+        finish_taken(g, n, w);
     }
     pthread_mutex_unlock(&ing.mu);
-    pthread_cond_destroy(&w.cv);
     free(g);
-    free(w.text);
-    if (w.st != VG_OK) {
-        if (err) {
-            vg_error_clear(err);
-            *err = w.err;
-        } else {
-            vg_error_clear(&w.err);
-        }
-        return w.st;
-    }
-    *out = w.out;
-    memcpy(id, w.id, 37);
-    *created = w.created;
-    return VG_OK;
+    return api_ingest_collect(w, out, id, created, err);
 }
 
 void api_ingest_render(FILE *f)
