@@ -1266,22 +1266,31 @@ typedef struct e2e_worker {
     pthread_t th;
 } e2e_worker;
 
+/* The run's index of an event (CloudEvent JSON) whose data.external_id is
+ * TAG-b-INDEX of this run; -1 for any other event. */
+static long e2e_index(const e2e *e, const json_t *event)
+{
+    const char *ext =
+        json_string_value(json_object_get(json_object_get(event, "data"), "external_id"));
+    size_t plen = strlen(e->prefix);
+    if (!ext || strncmp(ext, e->prefix, plen) != 0)
+        return -1;
+    long i = atol(ext + plen);
+    return i >= 0 && i < e->n ? i : -1;
+}
+
 static void e2e_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 {
     e2e *e = closure;
     double t = now_s();
     json_t *j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
-    const char *ext = json_string_value(json_object_get(json_object_get(j, "data"), "external_id"));
-    size_t plen = strlen(e->prefix);
-    if (ext && strncmp(ext, e->prefix, plen) == 0) {
-        long i = atol(ext + plen);
-        if (i >= 0 && i < e->n && atomic_load(&e->recv[i]) == 0) {
-            atomic_store(&e->recv[i], t);
-            jsMsgMetaData *meta = NULL;
-            if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-                atomic_store(&e->stored[i], (double)meta->Timestamp / 1e9);
-                jsMsgMetaData_Destroy(meta);
-            }
+    long i = e2e_index(e, j);
+    if (i >= 0 && atomic_load(&e->recv[i]) == 0) {
+        atomic_store(&e->recv[i], t);
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            atomic_store(&e->stored[i], (double)meta->Timestamp / 1e9);
+            jsMsgMetaData_Destroy(meta);
         }
     }
     json_decref(j);
@@ -1380,7 +1389,6 @@ typedef struct e2e_sse {
 static void *e2e_sse_thread(void *arg)
 {
     e2e_sse *x = arg;
-    size_t plen = strlen(x->e->prefix);
     while (!atomic_load(&x->stop)) {
         h_sse_event fr;
         int r = h_sse_next(x->s, &fr, 100);
@@ -1388,13 +1396,9 @@ static void *e2e_sse_thread(void *arg)
             break;
         if (r == 0)
             continue;
-        const char *ext =
-            json_string_value(json_object_get(json_object_get(fr.json, "data"), "external_id"));
-        if (ext && strncmp(ext, x->e->prefix, plen) == 0) {
-            long i = atol(ext + plen);
-            if (i >= 0 && i < x->e->n && atomic_load(&x->e->sse[i]) == 0)
-                atomic_store(&x->e->sse[i], fr.at);
-        }
+        long i = e2e_index(x->e, fr.json);
+        if (i >= 0 && atomic_load(&x->e->sse[i]) == 0)
+            atomic_store(&x->e->sse[i], fr.at);
         h_sse_event_free(&fr);
     }
     return NULL;
