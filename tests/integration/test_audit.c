@@ -159,7 +159,7 @@ static void audit_detects_tampering(void **state)
 
     /* (a) edited */
     tamper(env,
-           "UPDATE event_log SET payload = jsonb_set(payload, '{data,amount}', '\"1.00\"')"
+           "UPDATE event_log SET payload = jsonb_set(payload::jsonb, '{data,amount}', '\"1.00\"')"
            " WHERE seq = %lld",
            k);
     expect_problem(env, k, "edited");
@@ -173,6 +173,24 @@ static void audit_detects_tampering(void **state)
     assert_true(json_is_false(json_object_get(j, "intact")));
     json_decref(j);
     free(out);
+    restore(env);
+
+    /* (a') reformatted only: the same JSON value with other spacing. The log
+     * keeps the hashed text byte for byte (json, 0021), so this is an edit. */
+    tamper(env,
+           "UPDATE event_log SET payload = replace(payload::text, '\": ', '\":')::json"
+           " WHERE seq = %lld",
+           k);
+    char kstr[24];
+    snprintf(kstr, sizeof kstr, "%lld", k);
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM event_log e JOIN audit_original o"
+                                " USING (seq) WHERE seq = $1::bigint"
+                                " AND e.payload::jsonb = o.payload::jsonb"
+                                " AND e.payload::text <> o.payload::text",
+                                kstr),
+                     1);
+    expect_problem(env, k, "edited");
     restore(env);
 
     /* (b) missing */
@@ -195,9 +213,9 @@ static void audit_detects_tampering(void **state)
     /* (d) edited, and its hash recomputed with the database's own function:
      * the row is self-consistent, the next one no longer links to it. */
     tamper(env,
-           "UPDATE event_log SET payload = jsonb_set(payload, '{data,amount}', '\"1.00\"'),"
+           "UPDATE event_log SET payload = jsonb_set(payload::jsonb, '{data,amount}', '\"1.00\"'),"
            " hash = vigil_event_hash(prev_hash, seq, event_id, event_type, subject,"
-           " jsonb_set(payload, '{data,amount}', '\"1.00\"')) WHERE seq = %lld",
+           " jsonb_set(payload::jsonb, '{data,amount}', '\"1.00\"')) WHERE seq = %lld",
            k);
     expect_problem(env, k + 1, "broken link");
     restore(env);
