@@ -309,7 +309,7 @@ static void *hub_main(void *arg)
     pthread_setname_np(pthread_self(), "sse hub");
     PGconn *c = NULL;
     int down = 0;
-    int64_t last_load = 0, last_try = 0;
+    int64_t last_load = 0, last_try = 0, last_peers = 0;
     /* Wake often enough that a heartbeat is at most a quarter late. */
     int tick = (int)(hub.heartbeat_us / 4000);
     if (tick > SSE_POLL_MS)
@@ -345,7 +345,13 @@ static void *hub_main(void *arg)
             last_load = mono_us();
             due = 0;
         }
-        hub_wake(1);
+        /* Closed peers are looked for once a tick, not after every NOTIFY:
+         * the check is a syscall per waiting stream, and under load the loop
+         * turns once per sequencer commit (hundreds a second). */
+        int peers = mono_us() - last_peers >= tick * 1000LL;
+        if (peers)
+            last_peers = mono_us();
+        hub_wake(peers);
         if (hub_wait(PQsocket(c), tick)) {
             if (!PQconsumeInput(c)) {
                 log_warn("sse: lost the database connection: %.*s",
