@@ -139,6 +139,26 @@ static void audit_detects_tampering(void **state)
     json_decref(j);
     free(out);
 
+    /* Upgrading keeps the chain: a log kept as jsonb (before migration 0021)
+     * converted the way 0021 converts it still verifies, and nothing in its
+     * text moved. */
+    char *before = h_db_text(env, "SELECT md5(string_agg(payload::text, '' ORDER BY seq))"
+                                  " FROM event_log");
+    assert_int_equal(h_db_exec(env, "ALTER TABLE event_log ALTER COLUMN payload TYPE jsonb"
+                                    " USING payload::jsonb;"
+                                    " ALTER TABLE event_log ALTER COLUMN payload TYPE json"
+                                    " USING payload::text::json"),
+                     0);
+    char *after = h_db_text(env, "SELECT md5(string_agg(payload::text, '' ORDER BY seq))"
+                                 " FROM event_log");
+    assert_non_null(before);
+    assert_non_null(after);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_int_equal(fx_run(env, &out, VERIFY), 0);
+    free(out);
+
     /* Usage errors are exit 2. */
     const char *const bad[] = {"audit", "verify", "--from-seq", "0", NULL};
     assert_int_equal(fx_run(env, &out, bad), 2);
