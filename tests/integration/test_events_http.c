@@ -502,6 +502,54 @@ static void many_concurrent_streams_each_get_the_whole_burst(void **state)
     free(s);
 }
 
+/* Events committed one at a time while many streams are open: the hub
+ * paces its wake-ups by the number of streams (sse.c, SSE_PACE_US_PER_STREAM)
+ * and folds what commits meanwhile into the next one. Every stream still gets
+ * every event once, in order, and promptly after the last commit. */
+static void many_streams_get_a_trickle_of_single_commits(void **state)
+{
+    fixture *f = *state;
+    h_env *env = f->env;
+    long long base = log_head(env);
+    char path[128];
+    snprintf(path, sizeof path, "/events/stream?after=%lld", base);
+    h_sse **s = calloc(NCLIENTS, sizeof *s);
+    assert_non_null(s);
+    int opened = 0;
+    for (int i = 0; i < NCLIENTS; i++)
+        opened += (s[i] = h_sse_open(env, f->auditor, path, NULL, NULL)) != NULL;
+    assert_int_equal(opened, NCLIENTS);
+
+    enum { NTRICKLE = 60 };
+    long long top = base;
+    for (int i = 0; i < NTRICKLE; i++) {
+        top = emit(env, "it.trickle", 1);
+        assert_int_equal(top, base + i + 1);
+        h_sleep_ms(3);
+    }
+    long long t_last = h_now_ms();
+    int n;
+    ev_row *rows = fetch_rows(env, base, top, NULL, &n);
+    assert_int_equal(n, NTRICKLE);
+    int bad = 0;
+    char who[32];
+    for (int i = 0; i < NCLIENTS; i++) {
+        snprintf(who, sizeof who, "client %d", i);
+        bad += check_stream(s[i], rows, n, i % 50 == 0 ? 200 : 0, who);
+    }
+    long long took = h_now_ms() - t_last;
+    fprintf(
+        stderr,
+        "%d streams x %d single commits: checked %lld ms after the last (quiet checks included)\n",
+        NCLIENTS, n, took);
+    assert_int_equal(bad, 0);
+    assert_true(took < 5000);
+    free(rows);
+    for (int i = 0; i < NCLIENTS; i++)
+        h_sse_close(s[i]);
+    free(s);
+}
+
 static void stream_auth_accepts_access_token_only_without_a_header(void **state)
 {
     fixture *f = *state;
@@ -773,6 +821,7 @@ int main(void)
         cmocka_unit_test(reconnect_with_last_event_id_gets_exactly_the_missed_events),
         cmocka_unit_test(stream_type_filter_skips_other_events_keeping_real_ids),
         cmocka_unit_test(many_concurrent_streams_each_get_the_whole_burst),
+        cmocka_unit_test(many_streams_get_a_trickle_of_single_commits),
         cmocka_unit_test(stream_auth_accepts_access_token_only_without_a_header),
         cmocka_unit_test(sigterm_ends_open_streams_promptly),
         cmocka_unit_test(restart_with_small_ring),
