@@ -1974,8 +1974,6 @@ static int sse_connect(h_env *env, sse_bench *b, sse_conn *c, sse_reader *rd)
     return epoll_ctl(rd->ep, EPOLL_CTL_ADD, c->fd, &pev);
 }
 
-/* Waits until the outbox is empty and the log's head has not moved for 1 s
- * (at most 30 s); returns that head. */
 static void bench_sse(void)
 {
     int sse_rate = getenv("BENCH_SSE_RATE") ? atoi(getenv("BENCH_SSE_RATE")) : SSE_RATE;

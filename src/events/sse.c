@@ -246,8 +246,9 @@ static int hub_wake(int check_peers)
 /* ---- the hub thread ------------------------------------------------------- */
 
 /* Reads every event after the ring's head into the ring, waking streams
- * after each full batch but the last. On the first call, starts VIGIL_SSE_RING events before
- * the end of the log so that recent history is served from memory. */
+ * after each full batch but the last (the caller wakes them after it). On
+ * the first call, starts VIGIL_SSE_RING events before the end of the log so
+ * that recent history is served from memory. */
 static vg_status hub_load(PGconn *c, vg_error *err)
 {
     if (hub.ring_head < 0) {
@@ -379,9 +380,7 @@ static void *hub_main(void *arg)
             last_load = mono_us();
             due = 0;
         }
-        /* Closed peers are looked for once a tick, not after every NOTIFY:
-         * the check is a syscall per waiting stream, and under load the loop
-         * turns once per sequencer commit (hundreds a second). */
+        /* News waits for the pace of the last wake-up (SSE_PACE_US_PER_STREAM). */
         int news = hub.ring_head > woken_head; /* only this thread writes ring_head */
         int64_t wait = woken_at + pace_us(woken_n) - mono_us();
         if (news && wait > 0 && !atomic_load(&hub.stopping)) {
@@ -389,6 +388,9 @@ static void *hub_main(void *arg)
             due = 1; /* take what committed meanwhile into the same wake-up */
             continue;
         }
+        /* Closed peers are looked for once a tick, not after every NOTIFY:
+         * the check is a syscall per waiting stream, and under load the loop
+         * turns once per sequencer commit (hundreds a second). */
         int peers = mono_us() - last_peers >= tick * 1000LL;
         if (peers)
             last_peers = mono_us();
