@@ -709,6 +709,76 @@ static void backlog_applied_in_batches_a_bad_event_fails_alone(void **state)
 }
 
 /* POST /webhooks with `body`: expects 422 naming `field`. */
+/* vigil_consume_webhooks_many itself, set-based since 0022: an id repeated
+ * within a batch is applied once, at its first position; an event the
+ * consumer already processed is not applied again; every applied event gets
+ * one delivery per active webhook subscribed to it; an event missing from
+ * event_log fails the whole batch and leaves nothing behind. Run as its own
+ * consumer name, so vigil's webhooks consumer is not involved. */
+static void batch_function_applies_each_event_once_and_refuses_unknown_ones(void **state)
+{
+    char id[64];
+    register_webhook("/setbased", "[\"aml.customer.\"]", NULL, id, NULL);
+    const char *pick = "SELECT event_id::text FROM event_log WHERE event_type = $1 ORDER BY seq"
+                       " LIMIT 1 OFFSET $2";
+    char *cust = h_db_text(env, pick, "aml.customer.created", "0");
+    char *cust2 = h_db_text(env, pick, "aml.customer.created", "1");
+    char *tx = h_db_text(env, pick, "aml.transaction.ingested", "0");
+    assert_non_null(cust);
+    assert_non_null(cust2);
+    assert_non_null(tx);
+    assert_int_equal(
+        h_db_exec(env,
+                  "INSERT INTO processed_events (consumer, event_id, seq)"
+                  " SELECT 'sqltest', event_id, seq FROM event_log WHERE event_id = $1",
+                  cust2),
+        0);
+    const char *call = "SELECT vigil_consume_webhooks_many('sqltest', b.ids, b.seqs, b.types)::text"
+                       " FROM (SELECT array_agg(l.event_id ORDER BY x.o) AS ids,"
+                       " array_agg(l.seq ORDER BY x.o) AS seqs,"
+                       " array_agg(l.event_type ORDER BY x.o) AS types"
+                       " FROM unnest($1::uuid[]) WITH ORDINALITY x(id, o)"
+                       " JOIN event_log l ON l.event_id = x.id) b";
+    char ids[200];
+    snprintf(ids, sizeof ids, "{%s,%s,%s,%s}", tx, cust, cust2, cust);
+    char *applied = h_db_text(env, call, ids);
+    assert_non_null(applied);
+    assert_string_equal(applied, "{t,t,f,f}");
+    free(applied);
+    /* one delivery, to the new webhook, for the one customer event applied;
+     * none for the transaction (not subscribed) or the processed event */
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1", id), 1);
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1"
+                                " AND event_id = $2",
+                                id, cust),
+                     1);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM processed_events WHERE consumer = 'sqltest'"), 3);
+    /* again: a redelivery of the whole batch applies nothing */
+    applied = h_db_text(env, call, ids);
+    assert_non_null(applied);
+    assert_string_equal(applied, "{f,f,f,f}");
+    free(applied);
+    /* an event that is not in event_log: the batch fails, nothing is kept */
+    assert_int_not_equal(
+        h_db_exec(
+            env,
+            "SELECT vigil_consume_webhooks_many('sqltest', ARRAY[$1, gen_random_uuid()]::uuid[],"
+            " ARRAY[1, 2]::bigint[], ARRAY['aml.customer.created', 'aml.customer.created'])",
+            cust2),
+        0);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM processed_events WHERE consumer = 'sqltest'"), 3);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1", id), 1);
+    set_active(id, 0);
+    free(cust);
+    free(cust2);
+    free(tx);
+}
+
 static void refused(const char *body, const char *field)
 {
     h_resp r = {0};
@@ -805,6 +875,7 @@ int main(void)
         cmocka_unit_test(past_horizon_dead_letter_then_redrive),
         cmocka_unit_test(redelivered_stream_enqueues_nothing_twice),
         cmocka_unit_test(backlog_applied_in_batches_a_bad_event_fails_alone),
+        cmocka_unit_test(batch_function_applies_each_event_once_and_refuses_unknown_ones),
         cmocka_unit_test(bad_registrations_refused_naming_the_field),
         cmocka_unit_test(only_admins_register),
     };
