@@ -20,8 +20,11 @@
 -- when it had been already (a redelivery) or repeats an earlier position.
 -- The commit waits for its WAL flush only when something was enqueued (see
 -- 0016): synchronous_commit is turned off for this transaction otherwise.
--- The one-event path (vigil_consume_webhooks, used when a batch fails and
--- the runner applies its events one by one) is unchanged.
+-- When a batch fails, the runner applies its events one per transaction
+-- through this same function (a batch of one). 0015's one-event
+-- vigil_consume_webhooks and vigil_webhook_enqueue, which this binary no
+-- longer calls, stay as they were for an older instance during a rolling
+-- upgrade.
 CREATE OR REPLACE FUNCTION vigil_consume_webhooks_many(p_consumer text, p_events uuid[],
                                                        p_seqs bigint[], p_types text[])
 RETURNS boolean[]

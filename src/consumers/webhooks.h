@@ -7,7 +7,8 @@
  *
  *   the consumer      ("webhooks", subject aml.>): one statement per batch
  *                     of arrived events, vigil_consume_webhooks_many
- *                     (0016_consumer_batches.sql), records each event in
+ *                     (0016_consumer_batches.sql, set-based since
+ *                     0022_webhooks_batch_set_based.sql), records each event in
  *                     processed_events and inserts one webhook_deliveries
  *                     row per active matching webhook — an outbox, exactly
  *                     once per (webhook, event). 0015's one-event

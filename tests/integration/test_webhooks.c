@@ -708,7 +708,6 @@ static void backlog_applied_in_batches_a_bad_event_fails_alone(void **state)
     assert_int_equal(h_vigil_start(env, webhook_env), 0);
 }
 
-/* POST /webhooks with `body`: expects 422 naming `field`. */
 /* vigil_consume_webhooks_many itself, set-based since 0022: an id repeated
  * within a batch is applied once, at its first position; an event the
  * consumer already processed is not applied again; every applied event gets
@@ -779,6 +778,7 @@ static void batch_function_applies_each_event_once_and_refuses_unknown_ones(void
     free(tx);
 }
 
+/* POST /webhooks with `body`: expects 422 naming `field`. */
 static void refused(const char *body, const char *field)
 {
     h_resp r = {0};
