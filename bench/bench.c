@@ -36,8 +36,10 @@
  * load run, default 10), BENCH_EVENTS (benchmark 3, default 200000),
  * BENCH_HISTORY (benchmark 8's sizes, default "0,1000000,10000000"),
  * BENCH_HISTORY_TX (its transactions per run, default 10000), BENCH_SSE_RATE
- * (benchmark 5's POSTs per second, default 100) and
- * BENCH_SYNC_COMMIT=off (a labelled variant) tune it. Prints one table and
+ * (benchmark 5's POSTs per second, default 100), BENCH_E2E_RATE (benchmark
+ * 4's transactions per second, default 1000; any other rate is a labelled
+ * variant that never meets the target) and BENCH_SYNC_COMMIT=off (a
+ * labelled variant) tune it. Prints one table and
  * writes it, with the machine and the command, to FILE.
  */
 #ifndef _GNU_SOURCE
@@ -1242,7 +1244,7 @@ static void bench_publisher(int with_seed)
 
 /* ---- benchmark 4: end-to-end latency at a steady rate ---------------------------------- */
 
-#define E2E_RATE    1000
+#define E2E_RATE    1000 /* the rate; BENCH_E2E_RATE sets another (a variant) */
 #define E2E_THREADS 16
 
 typedef struct e2e {
@@ -1297,7 +1299,14 @@ static void e2e_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, vo
     natsMsg_Destroy(m);
 }
 
-/* Open loop: request i is due at t0 + i / E2E_RATE whatever happened before. */
+/* benchmark 4's rate: E2E_RATE unless BENCH_E2E_RATE says otherwise. */
+static int e2e_rate(void)
+{
+    const char *v = getenv("BENCH_E2E_RATE");
+    return v && atoi(v) > 0 ? atoi(v) : E2E_RATE;
+}
+
+/* Open loop: request i is due at t0 + i / rate whatever happened before. */
 static void *e2e_thread(void *arg)
 {
     e2e_worker *w = arg;
@@ -1519,7 +1528,7 @@ static void bench_e2e(void)
         return;
     const char **cust = make_customers(env);
     if (cust)
-        warm_run(env, cust, E2E_RATE);
+        warm_run(env, cust, e2e_rate());
     natsConnection *nc = h_nats_connect(env);
     jsCtx *js = NULL;
     natsConnection_JetStream(&js, nc, NULL);
@@ -1534,7 +1543,7 @@ static void bench_e2e(void)
     for (int r = 0; r < runs && cust; r++) {
         drain_time(env, 60);
         e2e e;
-        e2e_init(&e, env, cust, E2E_RATE, "e2e", r);
+        e2e_init(&e, env, cust, e2e_rate(), "e2e", r);
         /* A fresh ephemeral push consumer per run: only new events. */
         natsSubscription *sub = NULL;
         jsSubOptions so;
@@ -1647,8 +1656,19 @@ static void bench_e2e(void)
         runs_str(r50, sizeof r50, p50, runs, "%.2f");
         runs_str(r99, sizeof r99, p99, runs, "%.2f");
         runs_str(rr, sizeof rr, rate, runs, "%.0f");
-        result *a =
-            add_bounded("4", "end-to-end p50 at 1000 tx/s", "ms", median(p50, runs), "<=", 3);
+        /* The target is stated at E2E_RATE: another rate is reported, labelled,
+         * and never counted as met. */
+        int rate_now = e2e_rate(), variant = rate_now != E2E_RATE;
+        char nm[4][96];
+        snprintf(nm[0], sizeof nm[0], "end-to-end p50 at %d tx/s%s", rate_now,
+                 variant ? " (VARIANT)" : "");
+        snprintf(nm[1], sizeof nm[1], "end-to-end p99 at %d tx/s%s", rate_now,
+                 variant ? " (VARIANT)" : "");
+        snprintf(nm[2], sizeof nm[2], "end-to-end p50 to an SSE client at %d tx/s%s", rate_now,
+                 variant ? " (VARIANT)" : "");
+        snprintf(nm[3], sizeof nm[3], "end-to-end p99 to an SSE client at %d tx/s%s", rate_now,
+                 variant ? " (VARIANT)" : "");
+        result *a = add_bounded("4", nm[0], "ms", median(p50, runs), "<=", 3);
         snprintf(a->note, sizeof a->note,
                  "HTTP 2xx response (the commit is visible to the client) -> event delivered to "
                  "an ephemeral JetStream push consumer on aml.transaction.ingested; %d "
@@ -1658,10 +1678,9 @@ static void bench_e2e(void)
                  "transactions' events not seen within 30 s (summed over runs; at that moment the "
                  "publish lag was %lld in total and the client library had dropped %lld "
                  "deliveries)",
-                 E2E_THREADS, E2E_RATE, rr, r50, median(s50, runs), median(s99, runs), lost_total,
+                 E2E_THREADS, rate_now, rr, r50, median(s50, runs), median(s99, runs), lost_total,
                  unseen_lag, unseen_drop);
-        result *b =
-            add_bounded("4", "end-to-end p99 at 1000 tx/s", "ms", median(p99, runs), "<=", 15);
+        result *b = add_bounded("4", nm[1], "ms", median(p99, runs), "<=", 15);
         int at = snprintf(b->note, sizeof b->note, "p99 per run %s ms", r99);
         if (staged == runs) {
             at += snprintf(b->note + at, sizeof b->note - (size_t)at,
@@ -1674,8 +1693,7 @@ static void bench_e2e(void)
         char x50s[128], x99s[128];
         runs_str(x50s, sizeof x50s, x50, runs, "%.2f");
         runs_str(x99s, sizeof x99s, x99, runs, "%.2f");
-        result *c = add_bounded("4", "end-to-end p50 to an SSE client at 1000 tx/s", "ms",
-                                median(x50, runs), "<=", 3);
+        result *c = add_bounded("4", nm[2], "ms", median(x50, runs), "<=", 3);
         snprintf(c->note, sizeof c->note,
                  "the same runs and requests: HTTP 2xx response -> the aml.transaction.ingested "
                  "frame read by one /events/stream client (type filter, opened at the log's head "
@@ -1683,9 +1701,10 @@ static void bench_e2e(void)
                  "per run %s ms; %ld accepted transactions' frames not seen within 30 s (summed "
                  "over runs)",
                  x50s, sse_lost_total);
-        result *d = add_bounded("4", "end-to-end p99 to an SSE client at 1000 tx/s", "ms",
-                                median(x99, runs), "<=", 15);
+        result *d = add_bounded("4", nm[3], "ms", median(x99, runs), "<=", 15);
         snprintf(d->note, sizeof d->note, "p99 per run %s ms", x99s);
+        if (variant)
+            a->pass = b->pass = c->pass = d->pass = 0;
     }
     free_customers(cust);
     h_teardown(env);
@@ -3009,6 +3028,11 @@ static void write_report(const char *out, const char *cmdline, double fsyncs, co
         if (more && *more)
             fprintf(o, "LABELLED VARIANT: extra PostgreSQL settings from BENCH_PG: `%s`.\n\n",
                     more);
+        if (e2e_rate() != E2E_RATE)
+            fprintf(o,
+                    "LABELLED VARIANT: benchmark 4 ran at %d transactions/s (BENCH_E2E_RATE); "
+                    "its target is stated at %d, so its rows do not count as met.\n\n",
+                    e2e_rate(), E2E_RATE);
         fprintf(o, "| # | benchmark | measured | reference (same run) | ratio | target | met |\n");
         fprintf(o, "| --- | --- | --- | --- | --- | --- | --- |\n");
         for (int i = 0; i < nresults; i++) {
