@@ -9,6 +9,10 @@
  * VG_E_MALFORMED; an accepted event has a UUID id taken from the JSON, a
  * positive seq (when a header was given: the header, all digits), the
  * subject as its type and "data" borrowed from the event.
+ *
+ * The same input also goes to consumer_event_from_headers(), the body as
+ * Nats-Msg-Id: it accepts only a UUID id with a seq header of digits, and
+ * then reads the seq exactly as consumer_event_decode() does.
  */
 #include "fuzz.h"
 
@@ -51,6 +55,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     vg_error_clear(&err);
     json_decref(event);
+
+    char *id = fuzz_cstring(body, len);
+    consumer_event hv;
+    st = consumer_event_from_headers(id, hdr, "aml.alert.created", &hv, &err);
+    if (st == VG_OK) {
+        FUZZ_CHECK(hv.id == id && uuid_parse(id, NULL) && hv.seq > 0);
+        FUZZ_CHECK(!hv.event && !hv.data && strcmp(hv.type, "aml.alert.created") == 0);
+        FUZZ_CHECK(hdr && strspn(hdr, "0123456789") == strlen(hdr));
+        char text[32];
+        snprintf(text, sizeof text, "%lld", hv.seq);
+        FUZZ_CHECK(strcmp(hdr + strspn(hdr, "0"), text) == 0);
+    } else {
+        FUZZ_CHECK(st == VG_E_MALFORMED && err.code == st && err.detail[0]);
+    }
+    vg_error_clear(&err);
+    free(id);
     free(hdr);
     return 0;
 }

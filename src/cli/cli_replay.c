@@ -34,7 +34,6 @@
 #define REPLAY_PAGE     5000
 #define REPLAY_PREFIX   "vigil.replay."
 #define REPLAY_FLUSH_MS 10000
-#define HDR_MSG_ID      "Nats-Msg-Id"
 
 typedef struct replay {
     const vg_config *cfg;

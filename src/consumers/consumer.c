@@ -188,22 +188,34 @@ static int64_t backoff_ms(const vg_config *cfg, uint64_t delivered)
     return d;
 }
 
+/* The Vigil-Seq header's value, or 0 unless it is all digits and in range:
+ * atoll would read "12abc" as 12, and its result on overflow is undefined. */
+static long long seq_header(const char *v)
+{
+    if (!v || !isdigit((unsigned char)v[0]))
+        return 0;
+    char *end;
+    errno = 0;
+    long long seq = strtoll(v, &end, 10);
+    return errno || *end ? 0 : seq;
+}
+
+vg_status consumer_event_from_headers(const char *msg_id, const char *seq_hdr, const char *subject,
+                                      consumer_event *ev, vg_error *err)
+{
+    *ev = (consumer_event){.id = msg_id, .seq = seq_header(seq_hdr), .type = subject};
+    if (!msg_id || !uuid_parse(msg_id, NULL) || ev->seq <= 0 || !subject || !subject[0])
+        return vg_fail(err, VG_E_MALFORMED, NULL, "no event id and seq in the headers");
+    return VG_OK;
+}
+
 vg_status consumer_event_decode(const char *body, size_t len, const char *seq_hdr,
                                 const char *subject, json_t **event, consumer_event *ev,
                                 vg_error *err)
 {
     json_error_t jerr;
     json_t *j = json_loadb(body, len, 0, &jerr);
-    /* The header must be all digits: atoll would read "12abc" as 12, and
-     * its result on overflow is undefined. */
-    long long hdr_seq = 0;
-    if (seq_hdr) {
-        char *end;
-        errno = 0;
-        hdr_seq = isdigit((unsigned char)seq_hdr[0]) ? strtoll(seq_hdr, &end, 10) : 0;
-        if (hdr_seq && (errno || *end))
-            hdr_seq = 0;
-    }
+    long long hdr_seq = seq_header(seq_hdr);
     *ev = (consumer_event){
         .id = json_string_value(json_object_get(j, "id")),
         .seq = seq_hdr ? hdr_seq : json_integer_value(json_object_get(j, "seq")),
@@ -218,10 +230,12 @@ vg_status consumer_event_decode(const char *body, size_t len, const char *seq_hd
 }
 
 /* Decodes message `m` (body, Vigil-Seq header, subject) as
- * consumer_event_decode does; *delivered = how many times JetStream has
- * delivered it (1 if it does not say). Keeps the consumer's pending gauge. */
-static vg_status decode_msg(consumer_stats *s, natsMsg *m, uint64_t *delivered, json_t **event,
-                            consumer_event *ev, vg_error *err)
+ * consumer_event_decode does, or with headers_only from its headers alone
+ * when they suffice (*event = NULL then); *delivered = how many times
+ * JetStream has delivered it (1 if it does not say). Keeps the consumer's
+ * pending gauge. */
+static vg_status decode_msg(consumer_stats *s, natsMsg *m, int headers_only, uint64_t *delivered,
+                            json_t **event, consumer_event *ev, vg_error *err)
 {
     jsMsgMetaData *meta = NULL;
     *delivered = 1;
@@ -230,8 +244,12 @@ static vg_status decode_msg(consumer_stats *s, natsMsg *m, uint64_t *delivered, 
         atomic_store(&s->pending, (long long)meta->NumPending);
         jsMsgMetaData_Destroy(meta);
     }
-    const char *seq_hdr = NULL;
+    const char *seq_hdr = NULL, *msg_id = NULL;
     natsMsgHeader_Get(m, HDR_SEQ, &seq_hdr);
+    *event = NULL;
+    if (headers_only && natsMsgHeader_Get(m, HDR_MSG_ID, &msg_id) == NATS_OK &&
+        consumer_event_from_headers(msg_id, seq_hdr, natsMsg_GetSubject(m), ev, NULL) == VG_OK)
+        return VG_OK;
     return consumer_event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), seq_hdr,
                                  natsMsg_GetSubject(m), event, ev, err);
 }
@@ -259,7 +277,7 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
     vg_error err = {0};
     int dup = 0;
     int64_t t0 = now_epoch_us();
-    vg_status st = decode_msg(s, m, &delivered, &event, &ev, &err);
+    vg_status st = decode_msg(s, m, 0, &delivered, &event, &ev, &err);
     if (delivered > 1)
         atomic_fetch_add(&s->redeliveries, 1);
     if (st == VG_OK)
@@ -317,8 +335,8 @@ static int handle_batch(PGconn *c, const vg_config *cfg, const consumer_def *def
     vg_error err = {0};
     if (def->apply_stmt && n > 1 && n <= CONSUMER_BATCH) {
         for (; decoded < n; decoded++) {
-            if (decode_msg(s, msgs[decoded], &delivered[decoded], &events[decoded], &evs[decoded],
-                           &err) != VG_OK) {
+            if (decode_msg(s, msgs[decoded], def->headers_suffice, &delivered[decoded],
+                           &events[decoded], &evs[decoded], &err) != VG_OK) {
                 json_decref(events[decoded]);
                 break; /* handle() says what is wrong with it */
             }

@@ -40,14 +40,18 @@ static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_ev
     return risk_reassess(c, customer, &rc, reason, "consumer:risk", 0, NULL, err);
 }
 
-static const consumer_def risk_consumer = {"risk", "aml.alert.>", risk_handler, NULL, NULL,
-                                           1,      NULL};
+static const consumer_def risk_consumer = {
+    .name = "risk", .filter_subject = "aml.alert.>", .handler = risk_handler, .emits_events = 1};
 /* A batch's whole transaction is one statement (see consumer_def.apply_stmt
  * and migration 0016). */
 static db_stmt webhooks_apply =
     DB_STMT("SELECT vigil_consume_webhooks_many($1, $2::uuid[], $3::bigint[], $4::text[])", 4);
-static const consumer_def webhooks_consumer = {
-    "webhooks", "aml.>", NULL, webhooks_redrive, webhooks_deliver, 0, &webhooks_apply};
+static const consumer_def webhooks_consumer = {.name = "webhooks",
+                                               .filter_subject = "aml.>",
+                                               .redrive = webhooks_redrive,
+                                               .worker = webhooks_deliver,
+                                               .apply_stmt = &webhooks_apply,
+                                               .headers_suffice = 1};
 
 const consumer_def *const consumer_registry[] = {&risk_consumer, &webhooks_consumer, NULL};
 

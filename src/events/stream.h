@@ -18,6 +18,7 @@
 
 #define STREAM_SUBJECTS "aml.>"
 #define HDR_SEQ         "Vigil-Seq"
+#define HDR_MSG_ID      "Nats-Msg-Id"
 #define HDR_REPAIR      "Vigil-Repair"
 
 /* Connection-state callbacks (may be NULL); `closure` is passed back. */

@@ -5,7 +5,8 @@
  * its cause is fixed, without holding up the events behind it.
  *
  * Real PostgreSQL, nats-server and vigil serve (API, sequencer, publisher,
- * consumers) started by the harness.
+ * consumers) started by the harness. The first test calls the runner's
+ * decoders directly (this test links vigil_core).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "consumers/consumer.h"
 #include "fixture_alerts.h"
 #include "harness.h"
 
@@ -178,9 +180,50 @@ static void poison_event_dead_lettered_then_redriven(void **state)
         h_db_count(env, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", bad), 2);
 }
 
+/* The webhooks consumer's batch takes an event's id, seq and type from the
+ * headers (consumer_event_from_headers) and parses the body only when they
+ * do not give them; both decoders read Vigil-Seq alike. */
+static void event_read_from_headers_only_when_they_suffice(void **state)
+{
+    const char *id = "0190c3b8-1a2b-7c3d-8e4f-001122334455";
+    const char *type = "aml.transaction.created";
+    consumer_event ev;
+    vg_error err = {0};
+    assert_int_equal(consumer_event_from_headers(id, "42", type, &ev, &err), VG_OK);
+    assert_ptr_equal(ev.id, id);
+    assert_int_equal(ev.seq, 42);
+    assert_string_equal(ev.type, type);
+    assert_null(ev.event);
+    assert_null(ev.data);
+    /* not usable: the caller parses the body instead */
+    const char *ids[] = {NULL, "", "0190c3b8-1a2b-7c3d-8e4f-001122334455:run-7", "not-a-uuid"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        assert_int_equal(consumer_event_from_headers(ids[i], "42", type, &ev, &err),
+                         VG_E_MALFORMED);
+        vg_error_clear(&err);
+    }
+    assert_int_equal(consumer_event_from_headers(id, "42", "", &ev, NULL), VG_E_MALFORMED);
+    char body[160];
+    snprintf(body, sizeof body, "{\"id\": \"%s\", \"seq\": 7, \"data\": {}}", id);
+    const char *seqs[] = {NULL, "", "0", "-1", "+5", " 5", "12abc", "99999999999999999999", "9"};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        vg_status want = i == 8 ? VG_OK : VG_E_MALFORMED;
+        assert_int_equal(consumer_event_from_headers(id, seqs[i], type, &ev, NULL), want);
+        /* the body decoder: a header that is given but unusable is refused
+         * too, never replaced by the body's own "seq" */
+        json_t *j = NULL;
+        vg_status st = consumer_event_decode(body, strlen(body), seqs[i], type, &j, &ev, NULL);
+        json_decref(j);
+        assert_int_equal(st, seqs[i] ? want : VG_OK);
+        if (st == VG_OK)
+            assert_int_equal(ev.seq, seqs[i] ? 9 : 7);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(event_read_from_headers_only_when_they_suffice),
         cmocka_unit_test(risk_rescored_once_per_alert),
         cmocka_unit_test(redelivery_of_everything_changes_nothing),
         cmocka_unit_test(poison_event_dead_lettered_then_redriven),
