@@ -375,6 +375,13 @@ static void wait_for_work(worker *w, int db_ok)
     int64_t now = mono_us(), until = now + WH_POLL_MS * 1000LL;
     if (db_ok && has_free && w->next_claim_us < until)
         until = w->next_claim_us > now ? w->next_claim_us : now;
+    /* A NOTIFY that came in during the last claim's query was queued by
+     * libpq then, leaving the socket quiet: claim now rather than after
+     * WH_POLL_MS. */
+    if (db_ok && db_take_notifies(w->db)) {
+        w->next_claim_us = 0;
+        until = now;
+    }
     int timeout = (int)((until - now + 999) / 1000);
     if (has_done && timeout < 200)
         timeout = 200; /* outcomes waiting on a failing database: do not spin */
@@ -390,11 +397,8 @@ static void wait_for_work(worker *w, int db_ok)
         w->db_said = 1;
         return;
     }
-    PGnotify *n;
-    while ((n = PQnotifies(w->db))) {
-        PQfreemem(n);
+    if (db_take_notifies(w->db))
         w->next_claim_us = 0;
-    }
 }
 
 /* Stopping: records what finished, gives back what is still in flight. */

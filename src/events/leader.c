@@ -23,15 +23,9 @@ void leader_sleep(atomic_int *stop, int ms)
 
 int leader_wait_notify(PGconn *conn, int extra_fd, int timeout_ms)
 {
-    PGnotify *n;
-    int got = 0;
     if (!PQconsumeInput(conn))
         return -1;
-    while ((n = PQnotifies(conn))) {
-        got = 1;
-        PQfreemem(n);
-    }
-    if (got)
+    if (db_take_notifies(conn))
         return 1;
     struct pollfd pfd[2] = {{.fd = PQsocket(conn), .events = POLLIN},
                             {.fd = extra_fd, .events = POLLIN}};
@@ -40,14 +34,13 @@ int leader_wait_notify(PGconn *conn, int extra_fd, int timeout_ms)
     int r = poll(pfd, extra_fd >= 0 ? 2 : 1, timeout_ms);
     if (r <= 0)
         return 0;
+    int got = 0;
     if (extra_fd >= 0 && (pfd[1].revents & POLLIN))
         got = 1; /* the caller drains extra_fd */
     if (!PQconsumeInput(conn))
         return -1;
-    while ((n = PQnotifies(conn))) {
+    if (db_take_notifies(conn))
         got = 1;
-        PQfreemem(n);
-    }
     return PQstatus(conn) == CONNECTION_OK ? got : -1;
 }
 

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "domain/timeparse.h"
+#include "store/db.h"
 #include "store/store_event_log.h"
 #include "util/log.h"
 
@@ -400,6 +401,15 @@ static void *hub_main(void *arg)
             woken_at = mono_us();
             woken_n = resumed;
         }
+        /* A NOTIFY that arrived while hub_load's query ran was read, and
+         * queued, by libpq then: the socket has nothing more to say, and
+         * waiting on it would leave that commit's events until the next
+         * NOTIFY or the fallback poll, up to SSE_POLL_MS later (test_wake
+         * shows the queueing). */
+        if (db_take_notifies(c)) {
+            due = 1;
+            continue;
+        }
         if (hub_wait(PQsocket(c), tick)) {
             if (!PQconsumeInput(c)) {
                 log_warn("sse: lost the database connection: %.*s",
@@ -409,11 +419,8 @@ static void *hub_main(void *arg)
                 down = 1;
                 continue;
             }
-            PGnotify *n;
-            while ((n = PQnotifies(c))) {
+            if (db_take_notifies(c))
                 due = 1;
-                PQfreemem(n);
-            }
         }
     }
     PQfinish(c);

@@ -200,6 +200,17 @@ void db_pool_free(db_pool *p)
     free(p);
 }
 
+int db_take_notifies(PGconn *c)
+{
+    int n = 0;
+    PGnotify *note;
+    while ((note = PQnotifies(c))) {
+        n++;
+        PQfreemem(note);
+    }
+    return n;
+}
+
 /* An idle connection has nothing to read but notifications. If its socket
  * is readable and what it held was not a notification, the server sent
  * something unasked: almost always the FATAL of a shutdown or restart, which
@@ -218,13 +229,7 @@ static int conn_healthy(PGconn *c)
     if (poll(&pfd, 1, 0) > 0) {
         if (!PQconsumeInput(c))
             return 0;
-        int notified = 0;
-        PGnotify *n;
-        while ((n = PQnotifies(c))) {
-            notified = 1;
-            PQfreemem(n);
-        }
-        if (!notified)
+        if (!db_take_notifies(c))
             return 0;
     }
     return PQstatus(c) == CONNECTION_OK;

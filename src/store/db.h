@@ -93,6 +93,13 @@ void db_rollback(PGconn *conn);
 /* 1 if the database answers "SELECT 1" now. */
 int db_ping(db_pool *pool, vg_error *err);
 
+/* Takes (and frees) the notifications libpq has already queued on `conn`;
+ * returns how many. A LISTENing loop must call it before it sleeps on the
+ * socket: a NOTIFY that arrives while one of its queries runs is read with
+ * that query's result and queued, and the socket then stays quiet. Reads
+ * nothing from the socket itself (PQconsumeInput does). */
+int db_take_notifies(PGconn *conn);
+
 /* Runs a query whose first row's first column is a JSON text and hands it
  * out in *out (malloc'd; caller frees). No row, or a NULL value, is
  * VG_E_NOT_FOUND with `what` in the detail. */

@@ -12,6 +12,13 @@
  *      sequenced by the poll, here set to 200 ms.
  * And no business transaction notifies any more: the outbox has no trigger
  * that calls pg_notify.
+ *
+ * Last, the premise of db_take_notifies(), which every LISTENing loop (the
+ * sequencer's and publisher's wait, the SSE hub, the webhook delivery
+ * worker) calls before it sleeps on its connection's socket: a NOTIFY that
+ * arrives while the session runs a query comes back with that query's
+ * result and waits in libpq's queue, and the socket has nothing more to
+ * read. (This test links vigil_core for that function.)
  */
 #include "harness.h"
 
@@ -24,6 +31,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <poll.h>
+
+#include "store/db.h"
 
 static const char *const CUSTOMER = "{\"full_name\": \"Wake Test\", \"country\": \"DE\"}";
 
@@ -143,6 +153,48 @@ static void plain_sql_is_found_by_the_poll(void **state)
     h_teardown(env);
 }
 
+static void notify_during_a_query_waits_in_libpq_not_on_the_socket(void **state)
+{
+    h_env *env = h_env_new();
+    assert_non_null(env);
+    assert_int_equal(h_pg_start(env), 0);
+    PGconn *a = h_db_connect(env), *b = h_db_connect(env);
+    assert_non_null(a);
+    assert_non_null(b);
+    PQclear(PQexec(a, "LISTEN vigil_test_queue"));
+    PQclear(PQexec(b, "SELECT pg_advisory_lock(4242)"));
+    /* a's query waits for b's lock: it is running when the NOTIFY comes */
+    assert_int_equal(PQsendQuery(a, "SELECT pg_advisory_lock(4242)"), 1);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(a));
+    const char *pp[] = {pid};
+    int waiting = 0;
+    for (int i = 0; i < 200 && !waiting; i++) {
+        PGresult *r = PQexecParams(b,
+                                   "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int"
+                                   " AND wait_event_type = 'Lock'",
+                                   1, NULL, pp, NULL, NULL, 0);
+        waiting = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 1;
+        PQclear(r);
+        if (!waiting)
+            h_sleep_ms(20);
+    }
+    assert_true(waiting);
+    PQclear(PQexec(b, "NOTIFY vigil_test_queue"));
+    PQclear(PQexec(b, "SELECT pg_advisory_unlock(4242)"));
+    PGresult *r;
+    while ((r = PQgetResult(a)))
+        PQclear(r);
+    /* the query is answered; the socket is quiet, the notification queued */
+    struct pollfd pfd = {.fd = PQsocket(a), .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 300), 0);
+    assert_int_equal(db_take_notifies(a), 1);
+    assert_int_equal(db_take_notifies(a), 0);
+    PQfinish(a);
+    PQfinish(b);
+    h_teardown(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +202,7 @@ int main(void)
         cmocka_unit_test(in_process_kick),
         cmocka_unit_test(across_processes_notify),
         cmocka_unit_test(plain_sql_is_found_by_the_poll),
+        cmocka_unit_test(notify_during_a_query_waits_in_libpq_not_on_the_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
