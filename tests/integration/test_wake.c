@@ -167,15 +167,12 @@ static void notify_during_a_query_waits_in_libpq_not_on_the_socket(void **state)
     assert_int_equal(PQsendQuery(a, "SELECT pg_advisory_lock(4242)"), 1);
     char pid[16];
     snprintf(pid, sizeof pid, "%d", PQbackendPID(a));
-    const char *pp[] = {pid};
     int waiting = 0;
     for (int i = 0; i < 200 && !waiting; i++) {
-        PGresult *r = PQexecParams(b,
-                                   "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int"
-                                   " AND wait_event_type = 'Lock'",
-                                   1, NULL, pp, NULL, NULL, 0);
-        waiting = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 1;
-        PQclear(r);
+        waiting = h_db_count(env,
+                             "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int"
+                             " AND wait_event_type = 'Lock'",
+                             pid) == 1;
         if (!waiting)
             h_sleep_ms(20);
     }
