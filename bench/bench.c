@@ -1659,15 +1659,12 @@ static void bench_e2e(void)
         /* The target is stated at E2E_RATE: another rate is reported, labelled,
          * and never counted as met. */
         int rate_now = e2e_rate(), variant = rate_now != E2E_RATE;
+        static const char *const what[4] = {"p50", "p99", "p50 to an SSE client",
+                                            "p99 to an SSE client"};
         char nm[4][96];
-        snprintf(nm[0], sizeof nm[0], "end-to-end p50 at %d tx/s%s", rate_now,
-                 variant ? " (VARIANT)" : "");
-        snprintf(nm[1], sizeof nm[1], "end-to-end p99 at %d tx/s%s", rate_now,
-                 variant ? " (VARIANT)" : "");
-        snprintf(nm[2], sizeof nm[2], "end-to-end p50 to an SSE client at %d tx/s%s", rate_now,
-                 variant ? " (VARIANT)" : "");
-        snprintf(nm[3], sizeof nm[3], "end-to-end p99 to an SSE client at %d tx/s%s", rate_now,
-                 variant ? " (VARIANT)" : "");
+        for (int k = 0; k < 4; k++)
+            snprintf(nm[k], sizeof nm[k], "end-to-end %s at %d tx/s%s", what[k], rate_now,
+                     variant ? " (VARIANT)" : "");
         result *a = add_bounded("4", nm[0], "ms", median(p50, runs), "<=", 3);
         snprintf(a->note, sizeof a->note,
                  "HTTP 2xx response (the commit is visible to the client) -> event delivered to "
