@@ -217,6 +217,20 @@ export { txTable };
 
 export function alertPage(root, id, app) {
   let alert = null;
+  // The page re-renders whenever the alert changes: after the analyst's own
+  // PATCH, and on every live aml.alert.updated (which can arrive before or
+  // after the PATCH's response). Two rules keep that from eating what the
+  // analyst sees: only the newest load() renders (loadGen), and the outcome
+  // of the last action (a refusal, a confirmation) and a half-filled form
+  // (disposition, note) survive a re-render while the alert's status is the
+  // same. The outcome is replaced by the next action.
+  // An action that completes after a later one was started leaves the later
+  // one's outcome in place (actionSeq). wf.dataset.renders counts renders
+  // (the end-to-end test waits on it).
+  let loadGen = 0;
+  let outcome = null;
+  let actionSeq = 0;
+  let renders = 0;
   const wf = h('section', { class: 'card workflow', id: 'workflow' });
   const approvals = h('section', { class: 'card', id: 'approvals', hidden: true });
 
@@ -264,18 +278,22 @@ export function alertPage(root, id, app) {
   }
 
   async function load() {
+    const gen = ++loadGen;
+    let a;
     try {
-      alert = await get(`/alerts/${encodeURIComponent(id)}`);
+      a = await get(`/alerts/${encodeURIComponent(id)}`);
     } catch (e) {
+      if (gen !== loadGen) return;
       clear(root).append(h('p', {}, h('a', { href: '#/alerts', text: '← Alert queue' })), errorBox(e, 'Cannot load the alert'));
       return;
     }
-    const a = alert;
     const [rules, customer, txs] = await Promise.all([
       app.rules(),
       get(`/customers/${a.customer_id}`).catch((e) => e),
       pool((a.transaction_ids || []).slice(0, 200), 6, (t) => get(`/transactions/${t}`)),
     ]);
+    if (gen !== loadGen) return; // a newer load renders instead
+    alert = a;
     const rule = rules.find((r) => r.id === a.rule_id);
     const custLink = h('a', { href: `#/customers/${a.customer_id}`, id: 'alert-customer' }, customer instanceof Error ? short(a.customer_id) : customer.full_name);
 
@@ -317,8 +335,11 @@ export function alertPage(root, id, app) {
     loadApprovals();
   }
 
-  function renderWorkflow(outcome) {
+  function renderWorkflow() {
     const a = alert;
+    const kept = wf.dataset.status === a.status ? { disposition: wf.querySelector('#wf-disposition')?.value, note: wf.querySelector('#wf-note')?.value } : {};
+    wf.dataset.status = a.status;
+    wf.dataset.renders = String(++renders);
     clear(wf).append(h('h2', { text: 'Workflow' }));
     wf.append(
       kv([
@@ -332,6 +353,7 @@ export function alertPage(root, id, app) {
     const out = h('div', { id: 'wf-outcome', 'aria-live': 'polite' });
     if (outcome) out.append(outcome);
     const note = h('textarea', { id: 'wf-note', rows: 3, placeholder: 'note (optional)', 'aria-label': 'Note' });
+    if (kept.note) note.value = kept.note;
     if (a.status === 'open') {
       wf.append(
         h('label', { for: 'wf-note', text: 'Note' }),
@@ -345,6 +367,7 @@ export function alertPage(root, id, app) {
         h('option', { value: '', text: 'choose a disposition…' }),
         DISPOSITIONS.map(([v, t]) => h('option', { value: v, text: t })),
       );
+      if (kept.disposition) disp.value = kept.disposition;
       wf.append(
         h('label', { for: 'wf-disposition', text: 'Disposition' }),
         disp,
@@ -372,32 +395,40 @@ export function alertPage(root, id, app) {
     if (note && note.value.trim()) body.note = note.value.trim();
     const buttons = wf.querySelectorAll('button');
     buttons.forEach((b) => (b.disabled = true));
+    const seq = ++actionSeq;
+    outcome = null;
     try {
       const r = await patch(`/alerts/${alert.id}`, body);
+      if (seq !== actionSeq) {
+        // A later action was started meanwhile: its outcome stays. The alert
+        // still changed, so show it as it is now.
+        await load();
+        return;
+      }
+      delete wf.dataset.status; // accepted: the form starts empty again
       if (r.status === 202) {
         // e.g. four-eyes: the change waits for a second analyst.
         const p = r.body && typeof r.body === 'object' ? r.body : {};
-        renderWorkflow(
-          h(
-            'div',
-            { class: 'notice', role: 'status', id: 'wf-pending' },
-            h('strong', { text: 'Submitted for approval. ' }),
-            p.id
-              ? `Proposal ${short(p.id)} (${p.status || 'pending'}) by ${p.proposed_by || 'you'}: the alert changes when a second analyst approves it.`
-              : String(r.body || ''),
-          ),
+        outcome = h(
+          'div',
+          { class: 'notice', role: 'status', id: 'wf-pending' },
+          h('strong', { text: 'Submitted for approval. ' }),
+          p.id
+            ? `Proposal ${short(p.id)} (${p.status || 'pending'}) by ${p.proposed_by || 'you'}: the alert changes when a second analyst approves it.`
+            : String(r.body || ''),
         );
+        renderWorkflow();
         loadApprovals();
         return;
       }
       if (r.body && r.body.id) alert = r.body;
+      outcome = h('div', { class: 'notice ok', role: 'status', text: `Alert is now ${alert.status}${alert.disposition ? ' (' + alert.disposition + ')' : ''}.` });
       await load();
-      const o = wf.querySelector('#wf-outcome');
-      if (o) o.append(h('div', { class: 'notice ok', role: 'status', text: `Alert is now ${alert.status}${alert.disposition ? ' (' + alert.disposition + ')' : ''}.` }));
     } catch (e) {
       buttons.forEach((b) => (b.disabled = false));
-      const o = wf.querySelector('#wf-outcome');
-      clear(o).append(errorBox(e, e.status === 409 ? 'Conflict' : 'Refused'));
+      if (seq !== actionSeq) return;
+      outcome = errorBox(e, e.status === 409 ? 'Conflict' : 'Refused');
+      clear(wf.querySelector('#wf-outcome')).append(outcome);
     }
   }
 

@@ -59,13 +59,17 @@ async function api(method, p, key, body) {
 }
 
 // ---- a TCP relay in front of vigil, whose connections we can cut ----------
+// It can also hold back the response to the next request that starts with a
+// given prefix (holdResponseTo), the way a slow network would, until
+// releaseHeld(): the live feed and every other request still flow.
 const upstream = new URL(URL_);
 const conns = new Set();
 let refusing = false;
+let holdPrefix = null;
 const relay = net.createServer((c) => {
   if (refusing) return c.destroy();
   const u = net.connect(Number(upstream.port), upstream.hostname);
-  const pair = { c, u };
+  const pair = { c, u, held: null };
   conns.add(pair);
   const end = () => {
     c.destroy();
@@ -74,11 +78,33 @@ const relay = net.createServer((c) => {
   };
   c.on('error', end).on('close', end);
   u.on('error', end).on('close', end);
-  c.pipe(u);
-  u.pipe(c);
+  c.on('data', (d) => {
+    if (holdPrefix && d.toString('latin1', 0, holdPrefix.length) === holdPrefix) {
+      holdPrefix = null;
+      pair.held = [];
+    }
+    u.write(d);
+  });
+  u.on('data', (d) => (pair.held ? pair.held.push(d) : c.write(d)));
 });
 await new Promise((res) => relay.listen(0, '127.0.0.1', res));
 const UI = `http://127.0.0.1:${relay.address().port}`;
+
+function holdResponseTo(prefix) {
+  holdPrefix = prefix;
+}
+
+// Sends what was held; returns how many responses were held.
+function releaseHeld() {
+  let n = 0;
+  for (const pair of conns) {
+    if (!pair.held) continue;
+    n++;
+    for (const d of pair.held) pair.c.write(d);
+    pair.held = null;
+  }
+  return n;
+}
 
 function cutAll() {
   for (const { c, u } of conns) {
@@ -178,10 +204,15 @@ try {
   check(txRows === 3, `the three contributing transactions are listed (${txRows})`);
 
   // 4. Work it: investigating, then an invalid close (the API's detail is
-  // shown), then closed as a false positive.
+  // shown), then closed as a false positive. The response to "investigating"
+  // is held back in the relay: the page learns of the change from the live
+  // feed first (aml.alert.updated) and offers "close" while that response is
+  // still on its way. When it arrives, late, the page re-renders; that must
+  // not wipe the refusal the analyst is reading or the form being filled.
+  holdResponseTo('PATCH /alerts/');
   await page.keyboard.press('i');
   await page.waitForFunction(() => document.querySelector('#alert-status')?.textContent === 'investigating');
-  check(true, 'the analyst moved the alert to investigating');
+  check(true, 'the analyst moved the alert to investigating (shown from the live feed; the response is held)');
   await page.click('#wf-close');
   await page.waitForSelector('#wf-outcome .error-box');
   const problem = await page.textContent('#wf-outcome .error-box');
@@ -189,6 +220,17 @@ try {
   consoleErrors = consoleErrors.filter((e) => !/status of 422/.test(e)); // that refusal was the point
   await page.selectOption('#wf-disposition', 'false_positive');
   await page.fill('#wf-note', 'salary paid in cash; documented');
+  const renders = await page.getAttribute('#workflow', 'data-renders');
+  check(releaseHeld() === 1, 'the held response to "investigating" was released');
+  // The late response makes the page load the alert again and re-render.
+  await page.waitForFunction((n) => Number(document.querySelector('#workflow')?.dataset.renders) > n, Number(renders));
+  const kept = await page.evaluate(() => ({
+    error: document.querySelector('#wf-outcome .error-box')?.textContent || '',
+    disposition: document.querySelector('#wf-disposition')?.value,
+    note: document.querySelector('#wf-note')?.value,
+  }));
+  check(/disposition/.test(kept.error), `after the late re-render the refusal is still shown ("${kept.error.trim()}")`);
+  check(kept.disposition === 'false_positive' && kept.note === 'salary paid in cash; documented', `the half-filled form survived the re-render (${JSON.stringify(kept)})`);
   await page.keyboard.press('Tab');
   await page.click('#wf-close');
   await page.waitForFunction(() => document.querySelector('#alert-status')?.textContent === 'closed');
