@@ -49,7 +49,7 @@ export function alertQueue(root, params, app) {
   let selected = 0;
   const body = h('tbody', { id: 'queue-body' });
   const count = h('span', { class: 'muted', id: 'queue-count' });
-  const msg = h('div');
+  const msg = h('div', { id: 'queue-msg' });
 
   const ruleSel = h('select', { id: 'f-rule', 'aria-label': 'Rule' }, h('option', { value: '', text: 'any rule' }));
   const statusSel = h(
@@ -151,16 +151,31 @@ export function alertQueue(root, params, app) {
     rows[i].scrollIntoView({ block: 'nearest' });
   }
 
+  // The API's answer can predate an alert (or a change) that the live feed
+  // delivers while load() waits for it: those are kept in `live` and merged
+  // into the answer, so no alert that fired meanwhile is missing from the
+  // queue and no status goes back in time.
+  let live = null;
+  const newer = (a, b) => Date.parse(a.updated_at) >= Date.parse(b.updated_at);
+
   async function load() {
     clear(msg).append(h('p', { class: 'muted', text: 'Loading…' }));
+    live = new Map();
     try {
       const r = await getAll('/alerts', { status: f.status, rule_id: f.rule_id, customer_id: f.customer_id }, QUEUE_MAX);
-      alerts = r.items.filter(matches).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+      const byId = new Map(r.items.map((a) => [a.id, a]));
+      for (const a of live.values()) {
+        const had = byId.get(a.id);
+        if (had ? newer(a, had) : matches(a)) byId.set(a.id, a);
+      }
+      live = null;
+      alerts = [...byId.values()].filter((a) => a._fresh || matches(a)).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
       truncated = r.more;
       clear(msg);
       if (truncated) msg.append(h('p', { class: 'muted', text: `Showing the first ${QUEUE_MAX} matches; narrow the filters to see the rest.` }));
       render();
     } catch (e) {
+      live = null;
       clear(msg).append(errorBox(e, 'Cannot load the alerts'));
     }
   }
@@ -168,6 +183,7 @@ export function alertQueue(root, params, app) {
 
   return {
     onEvent(ev) {
+      if (live && (ev.type === 'aml.alert.created' || ev.type === 'aml.alert.updated')) live.set(ev.data.id, { ...ev.data, _fresh: true });
       if (ev.type === 'aml.alert.created' && matches(ev.data) && !alerts.some((a) => a.id === ev.data.id)) {
         alerts.unshift({ ...ev.data, _fresh: true });
         selected++;

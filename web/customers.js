@@ -69,9 +69,12 @@ export function customerList(root, params, app) {
   };
 }
 
-function kycActions(task, reload) {
+// `outcomes` (task id -> element) keeps a refusal on screen across the
+// page's live reloads; the task's next action replaces it.
+function kycActions(task, reload, outcomes) {
   const next = { open: [['in_progress', 'Start']], in_progress: [['completed', 'Complete'], ['rejected', 'Reject']] }[task.status] || [];
   const out = h('span', { class: 'kyc-out' });
+  if (outcomes.has(task.id)) out.append(outcomes.get(task.id));
   return h(
     'span',
     {},
@@ -81,11 +84,13 @@ function kycActions(task, reload) {
         class: 'small',
         text: label,
         onclick: async () => {
+          outcomes.delete(task.id);
           try {
             await patch(`/kyc/tasks/${task.id}`, { status: s });
             reload();
           } catch (e) {
-            clear(out).append(errorBox(e));
+            outcomes.set(task.id, errorBox(e));
+            clear(out).append(outcomes.get(task.id));
           }
         },
       }),
@@ -109,7 +114,12 @@ export function customerPage(root, id, app) {
     });
   }
 
+  // Loads overlap (a burst of events, a KYC action): only the newest renders.
+  let loadGen = 0;
+  const kycOutcomes = new Map();
+
   async function load() {
+    const gen = ++loadGen;
     let c, risk, txs, alerts, kyc;
     try {
       [c, risk, txs, alerts, kyc] = await Promise.all([
@@ -120,9 +130,11 @@ export function customerPage(root, id, app) {
         getAll('/kyc/tasks', { customer_id: id }, 1000),
       ]);
     } catch (e) {
+      if (gen !== loadGen) return;
       clear(root).append(h('p', {}, h('a', { href: '#/customers', text: '← Customers' })), errorBox(e, 'Cannot load the customer'));
       return;
     }
+    if (gen !== loadGen) return;
     history = risk.items || [];
     const r = c.risk || {};
     canvas = h('canvas', { class: 'chart', id: 'risk-chart', 'aria-label': 'Risk score history' });
@@ -185,7 +197,7 @@ export function customerPage(root, id, app) {
             `KYC tasks (${kyc.items.length})`,
             table(
               ['Task', 'Due', 'Status', ''],
-              kyc.items.map((k) => h('tr', {}, h('td', { text: k.kind, title: k.reason || '' }), h('td', { class: 'mono', text: (k.due_at || '').slice(0, 10) }), h('td', {}, badge(k.status, 'status')), h('td', {}, kycActions(k, load)))),
+              kyc.items.map((k) => h('tr', {}, h('td', { text: k.kind, title: k.reason || '' }), h('td', { class: 'mono', text: (k.due_at || '').slice(0, 10) }), h('td', {}, badge(k.status, 'status')), h('td', {}, kycActions(k, load, kycOutcomes)))),
             ),
           ),
           section(

@@ -94,6 +94,13 @@ function holdResponseTo(prefix) {
   holdPrefix = prefix;
 }
 
+// Resolves once a response is being held (the request was answered).
+async function waitHeld(ms = 10000) {
+  for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 20)))
+    for (const pair of conns) if (pair.held?.length) return;
+  throw new Error('no response was held');
+}
+
 // Sends what was held; returns how many responses were held.
 function releaseHeld() {
   let n = 0;
@@ -316,6 +323,21 @@ try {
   const a2closed = await api('GET', `/alerts/${a2.id}`, ANALYST);
   check(a2closed.status === 'closed' && a2closed.disposition === 'sar_filed', "the second person's approval closed it as sar_filed, and the first analyst's page shows it live");
   await shot('5-four-eyes');
+
+  // 7b. An alert that fires while the queue is loading is not lost: the
+  // queue's answer (which predates the alert) is held in the relay until the
+  // alert's event has reached the page; the row must be in the queue after
+  // that older answer is rendered.
+  const cust3 = await api('POST', '/customers', INGEST, { full_name: 'Lou Late', country: 'GB', external_id: `e2e3-${Date.now()}` });
+  const createdBefore = await page.locator('#feed li[data-type="aml.alert.created"]').count();
+  holdResponseTo('GET /alerts?');
+  await page.goto(`${UI}/#/alerts?status=open&customer_id=${cust3.id}`);
+  await waitHeld();
+  for (const i of [1, 2, 3]) await api('POST', '/transactions', INGEST, { ...tx(i), customer_id: cust3.id, external_id: `e2e3-${cust3.id}-${i}` });
+  await page.waitForFunction((n) => document.querySelectorAll('#feed li[data-type="aml.alert.created"]').length > n, createdBefore);
+  check(releaseHeld() === 1, "the queue's answer was held while the alert fired");
+  await page.waitForFunction(() => !/Loading/.test(document.querySelector('#queue-msg')?.textContent ?? 'Loading'));
+  check((await page.locator(`#queue-body tr[data-customer="${cust3.id}"]`).count()) === 1, 'the alert that fired while the queue was loading is in the queue');
 
   // 8. The customer list has her.
   await page.keyboard.press('g');
