@@ -547,12 +547,55 @@ static void templates_are_accepted(void **state)
     assert_int_equal(count(f, "transactions"), txs + 1 + MAX_BATCH);
 }
 
+/* Request headers live in libmicrohttpd's per-connection pool (32 KiB,
+ * src/api/server.c): a request whose headers fill a good part of it is
+ * served, again and again on one kept-alive connection (the pool is reset
+ * between requests); headers larger than the pool are refused with a 4xx
+ * and nothing is written; the server serves on. */
+static void header_sizes_within_and_beyond_the_pool(void **state)
+{
+    fixture *f = *state;
+    char *before = row_counts(f->env), *after;
+    size_t big = 16 * 1024, huge = 48 * 1024;
+    char *hdr = malloc(huge + 32);
+    assert_non_null(hdr);
+    memcpy(hdr, "X-Padding: ", 11);
+    memset(hdr + 11, 'a', big);
+    hdr[11 + big] = '\0';
+    const char *const headers[] = {hdr, NULL};
+    for (int i = 0; i < 5; i++) {
+        h_resp r;
+        assert_int_equal(
+            h_http(f->env, "GET", "/customers?limit=1", f->env->admin_key, NULL, 0, headers, &r),
+            0);
+        assert_int_equal(r.status, 200);
+        h_resp_free(&r);
+    }
+    memset(hdr + 11, 'a', huge);
+    hdr[11 + huge] = '\0';
+    h_resp r;
+    assert_int_equal(
+        h_http(f->env, "POST", CU, f->env->admin_key, "{\"full_name\": \"Ada\"}", -1, headers, &r),
+        0);
+    assert_int_equal(r.status, 431); /* libmicrohttpd's own answer, before any handler */
+    h_resp_free(&r);
+    free(hdr);
+    after = row_counts(f->env);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_int_equal(h_get(f->env, f->env->admin_key, &r, "/customers?limit=1"), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(malformed_requests_are_refused_without_writes),
         cmocka_unit_test(escaped_nul_is_refused),
         cmocka_unit_test(templates_are_accepted),
+        cmocka_unit_test(header_sizes_within_and_beyond_the_pool),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
