@@ -22,6 +22,7 @@
 #include "domain/webhook.h"
 #include "store/store_list.h"
 #include "store/store_webhooks.h"
+#include "util/hex.h"
 
 #define GENERATED_SECRET_BYTES 32
 
@@ -31,8 +32,7 @@ static vg_status new_secret(char out[2 * GENERATED_SECRET_BYTES + 1], vg_error *
     unsigned char raw[GENERATED_SECRET_BYTES];
     if (RAND_bytes(raw, sizeof raw) != 1)
         return vg_fail(err, VG_E_INTERNAL, NULL, "cannot generate a secret (RAND_bytes failed)");
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    hex_encode(raw, sizeof raw, out);
     OPENSSL_cleanse(raw, sizeof raw);
     return VG_OK;
 }

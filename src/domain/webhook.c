@@ -17,6 +17,7 @@
 
 #include "domain/bodies.h"
 #include "domain/validate.h"
+#include "util/hex.h"
 
 /* Checks the url member; writes it to `out`. */
 static vg_status decode_url(const json_t *v, char out[WEBHOOK_URL_MAX + 1], vg_error *err)
@@ -158,7 +159,8 @@ int webhook_sign(const char *secret, long long ts, const char *body, size_t len,
     if (!ok)
         return -1;
     int n = snprintf(out, WEBHOOK_SIG_SIZE, "t=%lld,v1=", ts);
-    for (size_t i = 0; i < maclen; i++)
-        n += snprintf(out + n, WEBHOOK_SIG_SIZE - (size_t)n, "%02x", mac[i]);
+    if (n < 0 || (size_t)n + 2 * maclen + 1 > WEBHOOK_SIG_SIZE)
+        return -1;
+    hex_encode(mac, maclen, out + n);
     return 0;
 }

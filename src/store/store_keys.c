@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "store/db.h"
+#include "util/hex.h"
 #include "util/log.h"
 
 static const struct {
@@ -58,8 +59,7 @@ void keys_hash_hex(const char *secret, char out[65])
     unsigned char md[32];
     unsigned int len = 0;
     EVP_Digest(secret, strlen(secret), md, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    hex_encode(md, sizeof md, out);
 }
 
 static void base64url(const unsigned char *in, size_t n, char *out)
@@ -136,9 +136,8 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
     if (n < KEY_PREFIX_LEN || strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                              "0123456789-_") != n)
         return vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "unknown API key");
-    unsigned char want[32];
-    unsigned int len = 0;
-    EVP_Digest(secret, n, want, &len, EVP_sha256(), NULL);
+    char want[65];
+    keys_hash_hex(secret, want);
     char prefix[KEY_PREFIX_LEN + 1];
     snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
     const char *p[] = {prefix};
@@ -153,15 +152,9 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
         return err ? err->code : VG_E_INTERNAL;
     int match = -1;
     for (int i = 0; i < PQntuples(r); i++) {
-        const char *hex = PQgetvalue(r, i, 3); /* 64 hex digits */
-        unsigned char have[32];
-        if (strlen(hex) != 64)
-            continue;
-        for (int b = 0; b < 32; b++) {
-            char two[3] = {hex[2 * b], hex[2 * b + 1], 0};
-            have[b] = (unsigned char)strtoul(two, NULL, 16);
-        }
-        if (CRYPTO_memcmp(have, want, sizeof want) == 0)
+        /* encode() writes lowercase hex, as keys_hash_hex does. */
+        const char *have = PQgetvalue(r, i, 3);
+        if (PQgetlength(r, i, 3) == 64 && CRYPTO_memcmp(have, want, 64) == 0)
             match = i;
     }
     vg_status st = VG_OK;

@@ -1520,6 +1520,24 @@ static void errors_are_problem_json(void **state)
     assert_int_equal(strlen(r.request_id), 24);
     assert_int_equal(strspn(r.request_id, "0123456789abcdef"), 24);
     h_resp_free(&r);
+    /* Our own ids are handed out from per-thread blocks of 256: more
+     * requests than a block (on a kept-alive connection, so mostly one
+     * thread) still all get distinct, well-formed ids. */
+    enum { N_IDS = 600 };
+    char(*ids)[32] = calloc(N_IDS, sizeof *ids);
+    assert_non_null(ids);
+    for (int i = 0; i < N_IDS; i++) {
+        assert_int_equal(h_get(env, NULL, &r, "/healthz"), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(strlen(r.request_id), 24);
+        assert_int_equal(strspn(r.request_id, "0123456789abcdef"), 24);
+        snprintf(ids[i], sizeof ids[i], "%s", r.request_id);
+        h_resp_free(&r);
+    }
+    qsort(ids, N_IDS, sizeof *ids, (int (*)(const void *, const void *))strcmp);
+    for (int i = 1; i < N_IDS; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
 
     counts now = snapshot(env);
     assert_int_equal(now.customers, before.customers);
