@@ -54,12 +54,15 @@ const char *role_name(vg_role role)
     return "unknown";
 }
 
-void keys_hash_hex(const char *secret, char out[65])
+vg_status keys_hash_hex(const char *secret, char out[65], vg_error *err)
 {
     unsigned char md[32];
     unsigned int len = 0;
-    EVP_Digest(secret, strlen(secret), md, &len, EVP_sha256(), NULL);
+    out[0] = '\0';
+    if (EVP_Digest(secret, strlen(secret), md, &len, EVP_sha256(), NULL) != 1 || len != sizeof md)
+        return vg_fail(err, VG_E_INTERNAL, NULL, "cannot compute SHA-256 (OpenSSL)");
     hex_encode(md, sizeof md, out);
+    return VG_OK;
 }
 
 static void base64url(const unsigned char *in, size_t n, char *out)
@@ -108,7 +111,8 @@ vg_status keys_create(PGconn *c, const char *role, const char *name, const char 
     memcpy(secret, "vgl_", 4);
     base64url(raw, sizeof raw, secret + 4);
     char hash[65], prefix[KEY_PREFIX_LEN + 1], in_s[32];
-    keys_hash_hex(secret, hash);
+    if (keys_hash_hex(secret, hash, err) != VG_OK)
+        return VG_E_INTERNAL;
     snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
     snprintf(in_s, sizeof in_s, "%lld", expires_in_s);
     const char *p[] = {name, role, hash, prefix, expires_at, expires_in_s > 0 ? in_s : NULL};
@@ -137,7 +141,8 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
                                              "0123456789-_") != n)
         return vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "unknown API key");
     char want[65];
-    keys_hash_hex(secret, want);
+    if (keys_hash_hex(secret, want, err) != VG_OK)
+        return VG_E_INTERNAL;
     char prefix[KEY_PREFIX_LEN + 1];
     snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
     const char *p[] = {prefix};

@@ -62,7 +62,8 @@ vg_status keys_revoke(PGconn *c, const char *id_or_prefix, api_key_info *info, i
  * last_used_at, state: active|revoked|expired}. */
 json_t *keys_list(PGconn *c, vg_error *err);
 
-/* SHA-256 of `secret` as 64 lower-case hex characters + NUL. */
-void keys_hash_hex(const char *secret, char out[65]);
+/* SHA-256 of `secret` as 64 lower-case hex characters + NUL. VG_E_INTERNAL
+ * (out empty) if OpenSSL cannot compute it. */
+vg_status keys_hash_hex(const char *secret, char out[65], vg_error *err);
 
 #endif

@@ -1441,6 +1441,11 @@ static void kyc_task_workflow(void **state)
     expect_problem(env, "GET", "/kyc/tasks?status=bogus", NULL, 422, "status");
 }
 
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
 static void errors_are_problem_json(void **state)
 {
     h_env *env = *state;
@@ -1534,7 +1539,7 @@ static void errors_are_problem_json(void **state)
         snprintf(ids[i], sizeof ids[i], "%s", r.request_id);
         h_resp_free(&r);
     }
-    qsort(ids, N_IDS, sizeof *ids, (int (*)(const void *, const void *))strcmp);
+    qsort(ids, N_IDS, sizeof *ids, compare_ids);
     for (int i = 1; i < N_IDS; i++)
         assert_string_not_equal(ids[i - 1], ids[i]);
     free(ids);
