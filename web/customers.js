@@ -197,7 +197,7 @@ export function customerPage(root, id, app) {
             `KYC tasks (${kyc.items.length})`,
             table(
               ['Task', 'Due', 'Status', ''],
-              kyc.items.map((k) => h('tr', {}, h('td', { text: k.kind, title: k.reason || '' }), h('td', { class: 'mono', text: (k.due_at || '').slice(0, 10) }), h('td', {}, badge(k.status, 'status')), h('td', {}, kycActions(k, load, kycOutcomes)))),
+              kyc.items.map((k) => h('tr', { dataset: { id: k.id, status: k.status } }, h('td', { text: k.kind, title: k.reason || '' }), h('td', { class: 'mono', text: (k.due_at || '').slice(0, 10) }), h('td', {}, badge(k.status, 'status')), h('td', {}, kycActions(k, load, kycOutcomes)))),
             ),
           ),
           section(

@@ -266,6 +266,24 @@ try {
   check(chartInk > 200, `the risk history chart is drawn (${chartInk} painted pixels)`);
   await shot('3-customer');
 
+  // 5b. A KYC refusal stays on screen when the page reloads live. Someone
+  // else starts a task; the page's reload for that event is held in the
+  // relay, so the analyst still sees "Start" and clicks it: refused (the
+  // task is no longer open). Then the reload renders; the refusal must
+  // still be there, next to the task's new state.
+  const task = (await api('GET', `/kyc/tasks?customer_id=${cust.id}&status=open&limit=1`, ANALYST)).items[0];
+  check(task, `the customer has an open KYC task (${task?.kind})`);
+  holdResponseTo(`GET /customers/${cust.id}`);
+  await api('PATCH', `/kyc/tasks/${task.id}`, ADMIN, { status: 'in_progress' });
+  await waitHeld();
+  await page.click(`main tr[data-id="${task.id}"] button:has-text("Start")`);
+  await page.waitForSelector(`tr[data-id="${task.id}"] .kyc-out .error-box`);
+  consoleErrors = consoleErrors.filter((e) => !/status of 409/.test(e)); // that refusal was the point
+  check(releaseHeld() === 1, "the page's live reload was held while the analyst clicked");
+  await page.waitForSelector(`tr[data-id="${task.id}"][data-status="in_progress"]`);
+  const kycErr = await page.textContent(`tr[data-id="${task.id}"] .kyc-out`);
+  check(/409|in_progress|open/i.test(kycErr), `after the live reload the KYC refusal is still shown ("${kycErr.trim()}")`);
+
   // 6. Resume after a dropped connection: cut every connection, post while
   // the feed is down, let it reconnect; the event must still arrive.
   refusing = true;
