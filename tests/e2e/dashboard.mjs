@@ -284,6 +284,21 @@ try {
   const kycErr = await page.textContent(`tr[data-id="${task.id}"] .kyc-out`);
   check(/409|in_progress|open/i.test(kycErr), `after the live reload the KYC refusal is still shown ("${kycErr.trim()}")`);
 
+  // 5c. Overlapping reloads: an older one that finishes last must not
+  // paint its stale state over the newer one. The reload for "started" is
+  // held; the one for "completed" renders; then the held one is released.
+  const task2 = (await api('GET', `/kyc/tasks?customer_id=${cust.id}&status=open&limit=1`, ANALYST)).items[0];
+  check(task2, `the customer has another open KYC task (${task2?.kind})`);
+  holdResponseTo(`GET /customers/${cust.id}`);
+  await api('PATCH', `/kyc/tasks/${task2.id}`, ADMIN, { status: 'in_progress' });
+  await waitHeld();
+  await api('PATCH', `/kyc/tasks/${task2.id}`, ADMIN, { status: 'completed' });
+  await page.waitForSelector(`tr[data-id="${task2.id}"][data-status="completed"]`);
+  check(releaseHeld() === 1, 'the older reload ("in_progress") was held until the newer one ("completed") had rendered');
+  await page.waitForTimeout(700); // the released reload, if it rendered, would within ms
+  const st2 = await page.getAttribute(`tr[data-id="${task2.id}"]`, 'data-status');
+  check(st2 === 'completed', `the older reload did not paint over the newer one (task shows ${st2})`);
+
   // 6. Resume after a dropped connection: cut every connection, post while
   // the feed is down, let it reconnect; the event must still arrive.
   refusing = true;
