@@ -333,6 +333,8 @@ static int cmd_serve(const vg_config *cfg)
     pipeline_stop(pipe);
     wake_shutdown();
     db_pool_free(pool);
+    if (st == VG_OK)
+        log_info("stopped");
     return st == VG_OK ? 0 : fail(&err);
 }
 

@@ -704,6 +704,6 @@ vg_status api_server_run(const vg_config *cfg, db_pool *pool, vg_error *err)
     MHD_stop_daemon(d);
     api_limits_stop();
     sse_hub_free();
-    log_info("stopped");
+    log_info("HTTP API stopped");
     return VG_OK;
 }

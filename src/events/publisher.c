@@ -117,6 +117,13 @@ static void on_disconnected(void *closure)
 {
     publisher *p = closure;
     atomic_store(&p->nats_connected, 0);
+    /* Closing our own connection on the way out is not an outage: no
+     * warning (which would alarm whoever watches the logs) and no error on
+     * /readyz's last state. */
+    if (atomic_load(p->stop)) {
+        log_info("publisher: NATS connection closed (stopping)");
+        return;
+    }
     set_error(p, "disconnected from NATS; events accumulate in PostgreSQL until it is back");
 }
 
