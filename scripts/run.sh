@@ -49,7 +49,11 @@ if [ -f "$VAR/nats/nats.pid" ] && kill -0 "$(cat "$VAR/nats/nats.pid")" 2>/dev/n
     NATS_PID=$(cat "$VAR/nats/nats.pid")
 else
     say "starting nats-server (JetStream) on 127.0.0.1:$NATS_PORT"
-    nats-server -js -sd "$VAR/nats/js" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON_PORT" \
+    # In its own session: Ctrl-C at the terminal signals the whole
+    # foreground process group, and nats-server (unlike PostgreSQL, which
+    # pg_ctl detaches) would stop at once, while Vigil still drains. It is
+    # stopped below, after Vigil.
+    setsid nats-server -js -sd "$VAR/nats/js" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON_PORT" \
         -P "$VAR/nats/nats.pid" -l "$VAR/nats/nats.log" &
     NATS_PID=$!
 fi
@@ -59,7 +63,10 @@ stop_all() {
     trap - INT TERM EXIT
     [ -n "$STOPPED" ] && return 0
     STOPPED=1
-    [ -n "${VIGIL_PID:-}" ] && kill -TERM "$VIGIL_PID" 2>/dev/null && wait "$VIGIL_PID" 2>/dev/null || true
+    if [ -n "${VIGIL_PID:-}" ]; then
+        kill -TERM "$VIGIL_PID" 2>/dev/null || true
+        wait "$VIGIL_PID" 2>/dev/null && VIGIL_RC=0 || VIGIL_RC=$?
+    fi
     say "stopping nats-server"
     kill -TERM "$NATS_PID" 2>/dev/null || true
     say "stopping PostgreSQL"
@@ -118,4 +125,6 @@ wait "$VIGIL_PID"
 rc=$?
 VIGIL_PID=""
 stop_all
-exit $rc
+# Stopped by Ctrl-C or SIGTERM: the status is Vigil's own (0 for a clean
+# stop), not the signal's.
+exit "${VIGIL_RC:-$rc}"
