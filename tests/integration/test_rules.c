@@ -519,6 +519,28 @@ static void rapid_movement_fires(void **state)
     json_decref(a);
 }
 
+/* The outflows that count are those after the window's FIRST inflow, also
+ * when a later inflow follows them; an outflow before it is neither summed
+ * nor listed. In: 5,000 then 10; out: 4,600 between them (91.8 %). */
+static void rapid_movement_counts_from_first_inflow(void **state)
+{
+    h_env *env = *state;
+    char cust[37], ids[4][37];
+    new_customer(env, "GB", cust);
+    const tx b[] = {TX("700", "out", "wire", "2025-05-19T09:00:00Z"),
+                    TX("5000", "in", "wire", "2025-05-19T10:00:00Z"),
+                    TX("4600", "out", "wire", "2025-05-19T11:00:00Z"),
+                    TX("10", "in", "wire", "2025-05-19T12:00:00Z")};
+    post_batch(env, cust, b, 4, ids);
+
+    json_t *a;
+    const json_t *agg = the_alert(env, cust, "rapid_movement", ids + 1, 3, &a);
+    assert_agg_str(agg, "inflow", "5010.0000");
+    assert_agg_str(agg, "outflow", "4600.0000");
+    assert_agg_str(agg, "ratio_pct", "91.82");
+    json_decref(a);
+}
+
 static void rapid_movement_quiet(void **state)
 {
     h_env *env = *state;
@@ -734,6 +756,7 @@ int main(void)
         cmocka_unit_test(high_risk_jurisdiction_fires),
         cmocka_unit_test(high_risk_jurisdiction_quiet),
         cmocka_unit_test(rapid_movement_fires),
+        cmocka_unit_test(rapid_movement_counts_from_first_inflow),
         cmocka_unit_test(rapid_movement_quiet),
         cmocka_unit_test(dormant_reactivation_fires),
         cmocka_unit_test(dormant_reactivation_quiet),
