@@ -23,12 +23,14 @@ vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created
      * against 13 for 1,000 items, and inside the transaction, so while the
      * batch's customers are locked). The bytes are what
      * jsonb_build_object('created', .., 'duplicates', .., 'items', ..)::text
-     * printed: jsonb's key order (items, created, duplicates) and its ", "
-     * and ": " separators. */
+     * printed: jsonb's key order (items, created, duplicates), its ", "
+     * and ": " separators, and null for an item without a row (which
+     * vigil_ingest never returns). */
     PGresult *r =
         db_exec(c,
-                "SELECT '{\"items\": [' || coalesce(string_agg((tx ||"
-                "  jsonb_build_object('duplicate', duplicate))::text, ', ' ORDER BY idx), '')"
+                "SELECT '{\"items\": [' || coalesce(string_agg(coalesce((tx ||"
+                "  jsonb_build_object('duplicate', duplicate))::text, 'null'), ', ' ORDER BY idx),"
+                "  '')"
                 " || '], \"created\": ' || count(*) FILTER (WHERE NOT duplicate)"
                 " || ', \"duplicates\": ' || count(*) FILTER (WHERE duplicate) || '}',"
                 " count(*) FILTER (WHERE NOT duplicate), count(*) FILTER (WHERE duplicate)"
