@@ -683,6 +683,143 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Where a run's CPU went, by role: `vigil serve`'s threads by name (the HTTP
+ * workers, the publisher, each consumer...), PostgreSQL's processes by
+ * application_name (every Vigil session names its role: "vigil api", "vigil
+ * sequencer"...; the others by backend type), nats-server and this load
+ * generator. What the machine spent besides (kernel threads, other
+ * processes, and any process that exited during the run) is the rest. The
+ * profile behind "CPU per transaction" in benchmarks 1 and 2: which part of
+ * the pipeline a missed target would have to make cheaper. */
+#define ROLE_PROCS 512
+
+typedef struct role_snap {
+    int n;
+    struct {
+        int id; /* pid, or tid for a `vigil serve` thread */
+        char role[96];
+        double s; /* CPU seconds so far */
+    } p[ROLE_PROCS];
+    double busy_s; /* the whole machine, from /proc/stat */
+} role_snap;
+
+static void role_put(role_snap *r, int id, const char *role, double s)
+{
+    if (s < 0 || r->n == ROLE_PROCS)
+        return; /* gone, or too many: its CPU lands in the rest */
+    r->p[r->n].id = id;
+    snprintf(r->p[r->n].role, sizeof r->p[0].role, "%s", role);
+    r->p[r->n].s = s;
+    r->n++;
+}
+
+/* CPU seconds of thread `tid` of `pid`, and its name in comm[64]. */
+static double thread_cpu_s(pid_t pid, const char *tid, char *comm)
+{
+    char path[320], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, tid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!open || !close || close < open ||
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    snprintf(comm, 64, "%.*s", (int)(close - open - 1), open + 1);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void role_read(h_env *env, role_snap *r)
+{
+    r->n = 0;
+    cpu_meter m;
+    cpu_read(getpid(), &m);
+    r->busy_s = m.busy_s;
+    role_put(r, (int)getpid(), "the load generator (this benchmark)", proc_cpu_s(getpid()));
+    role_put(r, (int)env->nats_pid, "nats-server", proc_cpu_s(env->nats_pid));
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)env->vigil_pid);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char comm[64], role[96];
+        if (e->d_name[0] == '.')
+            continue;
+        double s = thread_cpu_s(env->vigil_pid, e->d_name, comm);
+        snprintf(role, sizeof role, "vigil serve: %s", comm);
+        role_put(r, atoi(e->d_name), role, s);
+    }
+    if (d)
+        closedir(d);
+    /* Unnamed client sessions are this benchmark's own (its samplers and
+     * checks); Vigil names all of its sessions. */
+    PGresult *q = PQexec(h_db(env), "SELECT pid, CASE WHEN application_name <> '' THEN"
+                                    " application_name WHEN backend_type = 'client backend'"
+                                    " THEN 'the benchmark''s own sessions' ELSE backend_type END"
+                                    " FROM pg_stat_activity");
+    for (int i = 0; PQresultStatus(q) == PGRES_TUPLES_OK && i < PQntuples(q); i++) {
+        char role[96];
+        snprintf(role, sizeof role, "postgres: %s", PQgetvalue(q, i, 1));
+        int pid = atoi(PQgetvalue(q, i, 0));
+        role_put(r, pid, role, proc_cpu_s(pid));
+    }
+    PQclear(q);
+}
+
+static int role_cmp(const void *a, const void *b)
+{
+    double x = ((const double *)a)[0], y = ((const double *)b)[0];
+    return (x < y) - (x > y); /* descending */
+}
+
+/* "role ms, role ms, ..., the rest ms" per transaction between a and b,
+ * largest first: each process's CPU in b minus its CPU in a (all of it for
+ * one that started during the run), summed by role. */
+static void role_report(const role_snap *a, const role_snap *b, double tx, char *out, size_t outsz)
+{
+    struct {
+        double ms; /* first: role_cmp sorts on it */
+        char role[96];
+    } sum[ROLE_PROCS];
+    int n = 0;
+    double listed = 0;
+    for (int i = 0; i < b->n; i++) {
+        double d = b->p[i].s;
+        for (int j = 0; j < a->n; j++)
+            if (a->p[j].id == b->p[i].id && strcmp(a->p[j].role, b->p[i].role) == 0) {
+                d -= a->p[j].s;
+                break;
+            }
+        if (d <= 0)
+            continue;
+        listed += d;
+        int k = 0;
+        while (k < n && strcmp(sum[k].role, b->p[i].role) != 0)
+            k++;
+        if (k == n) {
+            sum[n].ms = 0;
+            snprintf(sum[n++].role, sizeof sum[0].role, "%s", b->p[i].role);
+        }
+        sum[k].ms += d;
+    }
+    qsort(sum, (size_t)n, sizeof sum[0], role_cmp);
+    size_t off = 0;
+    out[0] = '\0';
+    for (int k = 0; k < n && off < outsz; k++) {
+        if (sum[k].ms * 1000.0 / tx < 0.0005)
+            break;
+        off += (size_t)snprintf(out + off, outsz - off, "%s%s %.3f", k ? ", " : "", sum[k].role,
+                                sum[k].ms * 1000.0 / tx);
+    }
+    double rest = (b->busy_s - a->busy_s) - listed;
+    if (off < outsz)
+        snprintf(out + off, outsz - off, "%sthe rest of the machine %.3f", off ? ", " : "",
+                 (rest > 0 ? rest : 0) * 1000.0 / tx);
+}
+
 /* With BENCH_PROFILE set (a diagnostic run, numbers not for the table): where
  * PostgreSQL spent its time, per SQL/PL function. */
 static void print_profile(h_env *env, const char *what)
@@ -748,13 +885,18 @@ static void bench_batch(int with_rss)
     double v[MAX_RUNS], ref[MAX_RUNS], lagmax[MAX_RUNS], drain[MAX_RUNS], cpu[MAX_RUNS],
         sw[MAX_RUNS];
     lag_sampler ls;
-    char waits[400] = "";
+    char waits[400] = "", roles[900] = "";
+    role_snap *rs = calloc(2, sizeof *rs);
+    if (!rs)
+        abort();
     long long alerts0 = h_db_count(env, "SELECT count(*) FROM alerts");
     for (int i = 0; i < runs && cust; i++) {
         char tag[16];
         drain_time(env, 60);
         snprintf(tag, sizeof tag, "v%d", i);
         sampler_start(&ls, env);
+        if (i == runs / 2)
+            role_read(env, &rs[0]);
         cpu_meter cm;
         cpu_read(env->vigil_pid, &cm);
         double t0 = now_s();
@@ -766,6 +908,10 @@ static void bench_batch(int with_rss)
         lagmax[i] = (double)ls.max;
         drain[i] = drain_time(env, 120);
         cpu_per_tx(env->vigil_pid, &cm, tx, &cpu[i], &sw[i]);
+        if (i == runs / 2) {
+            role_read(env, &rs[1]);
+            role_report(&rs[0], &rs[1], tx, roles, sizeof roles);
+        }
         snprintf(tag, sizeof tag, "r%d", i);
         ref[i] = run_load(env, cust, sql_worker, BATCH_CLIENT, BATCH, tag, NULL, NULL);
         fprintf(stderr,
@@ -775,13 +921,14 @@ static void bench_batch(int with_rss)
     }
     long long alerts = h_db_count(env, "SELECT count(*) FROM alerts") - alerts0;
     print_profile(env, "benchmark 1");
-    char rv[128], rr[128], rl[128], rd[128], rc[128], rs[128];
+    char rv[128], rr[128], rl[128], rd[128], rc[128], rsw[128];
     runs_str(rv, sizeof rv, v, runs, "%.0f");
     runs_str(rr, sizeof rr, ref, runs, "%.0f");
     runs_str(rl, sizeof rl, lagmax, runs, "%.0f");
     runs_str(rd, sizeof rd, drain, runs, "%.2f");
     runs_str(rc, sizeof rc, cpu, runs, "%.3f");
-    runs_str(rs, sizeof rs, sw, runs, "%.2f");
+    runs_str(rsw, sizeof rsw, sw, runs, "%.2f");
+    free(rs);
     result *r = add_bounded("1", "batch ingest (1000/POST, 2 clients)", "tx/s", median(v, runs),
                             ">=", 30000);
     r->reference = median(ref, runs);
@@ -793,9 +940,10 @@ static void bench_batch(int with_rss)
              "runs: %s tx/s; reference runs: %s rows/s; %lld alerts raised; publish lag (outbox + "
              "unpublished event_log) max per run: %s events, drained to 0 after the load in %s s "
              "(%s); CPU per transaction (every process, load to drained): %s ms; vigil serve "
-             "context switches per transaction: %s. Run %d: %s",
+             "context switches per transaction: %s. Run %d: %s; CPU per transaction by role "
+             "(ms): %s",
              rv, rr, alerts, rl, rd, maxdrain < 1e9 ? "bounded" : "NOT drained within 120 s", rc,
-             rs, runs / 2 + 1, waits);
+             rsw, runs / 2 + 1, waits, roles);
     if (with_rss) {
         long kib = vm_hwm_kib(env->vigil_pid);
         result *m = add_bounded("7", "peak RSS of vigil serve (VmHWM) in 1", "MiB",
@@ -846,7 +994,10 @@ static void bench_single(void)
     const char **cust = make_customers(env);
     double v[MAX_RUNS], p99[MAX_RUNS], p50[MAX_RUNS], ref[MAX_RUNS], cpu[MAX_RUNS], sw[MAX_RUNS];
     lag_sampler ls;
-    char waits[400] = "";
+    char waits[400] = "", roles[900] = "";
+    role_snap *rs = calloc(2, sizeof *rs);
+    if (!rs)
+        abort();
     double flushes0 = metric_value(env, "vigil_ingest_flushes_total"),
            items0 = metric_value(env, "vigil_ingest_flushed_items_total");
     for (int i = 0; i < runs && cust; i++) {
@@ -856,6 +1007,8 @@ static void bench_single(void)
         snprintf(tag, sizeof tag, "s%d", i);
         drain_time(env, 60);
         sampler_start(&ls, env);
+        if (i == runs / 2)
+            role_read(env, &rs[0]);
         cpu_meter cm;
         cpu_read(env->vigil_pid, &cm);
         double t0 = now_s();
@@ -864,6 +1017,10 @@ static void bench_single(void)
         sampler_stop(&ls);
         drain_time(env, 60);
         cpu_per_tx(env->vigil_pid, &cm, tx, &cpu[i], &sw[i]);
+        if (i == runs / 2) {
+            role_read(env, &rs[1]);
+            role_report(&rs[0], &rs[1], tx, roles, sizeof roles);
+        }
         if (i == runs / 2)
             sampler_waits(&ls, waits, sizeof waits);
         qsort(lat, (size_t)nlat, sizeof *lat, cmp_double);
@@ -879,12 +1036,12 @@ static void bench_single(void)
     double flushes = metric_value(env, "vigil_ingest_flushes_total") - flushes0,
            items = metric_value(env, "vigil_ingest_flushed_items_total") - items0;
     print_profile(env, "benchmark 2");
-    char rv[128], rp[128], rr[128], rc[128], rs[128];
+    char rv[128], rp[128], rr[128], rc[128], rsw[128];
     runs_str(rv, sizeof rv, v, runs, "%.0f");
     runs_str(rp, sizeof rp, p99, runs, "%.2f");
     runs_str(rr, sizeof rr, ref, runs, "%.0f");
     runs_str(rc, sizeof rc, cpu, runs, "%.3f");
-    runs_str(rs, sizeof rs, sw, runs, "%.1f");
+    runs_str(rsw, sizeof rsw, sw, runs, "%.1f");
     double mp50 = median(p50, runs);
     result *r =
         add_bounded("2", "single ingest (1/POST, 32 conns)", "tx/s", median(v, runs), ">=", 6000);
@@ -894,12 +1051,14 @@ static void bench_single(void)
              "runs: %s tx/s; pgbench runs: %s tps; p50 median %.2f ms; VIGIL_HTTP_THREADS "
              "%s, VIGIL_INGEST_FLUSHES %s; transactions per commit (vigil_ingest call) %.1f "
              "(%.0f calls, largest %.0f); CPU per transaction (every process, load to drained): "
-             "%s ms; vigil serve context switches per transaction: %s. Run %d: %s",
+             "%s ms; vigil serve context switches per transaction: %s. Run %d: %s; CPU per "
+             "transaction by role (ms): %s",
              rv, rr, mp50,
              getenv("VIGIL_HTTP_THREADS") ? getenv("VIGIL_HTTP_THREADS") : "default (32)",
              getenv("VIGIL_INGEST_FLUSHES") ? getenv("VIGIL_INGEST_FLUSHES") : "default (1)",
              flushes > 0 ? items / flushes : 0, flushes,
-             metric_value(env, "vigil_ingest_largest_flush"), rc, rs, runs / 2 + 1, waits);
+             metric_value(env, "vigil_ingest_largest_flush"), rc, rsw, runs / 2 + 1, waits, roles);
+    free(rs);
     result *l = add_bounded("2", "single ingest p99 latency", "ms", median(p99, runs), "<=", 20);
     snprintf(l->note, sizeof l->note, "p99 per run: %s ms", rp);
     free_customers(cust);
