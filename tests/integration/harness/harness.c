@@ -877,6 +877,16 @@ int h_nats_stop(h_env *env, int sig)
         h__err("h_nats_stop: nats-server is not running");
         return -1;
     }
+    /* One that exited by itself (not through this function) broke the test's
+     * premise: say so, and keep the logs (h_teardown) to show why. */
+    int status;
+    if (h__wait(env->nats_pid, 0, &status) == 1) {
+        h__err("nats-server (pid %d) had already exited by itself (exit %d)", (int)env->nats_pid,
+               h__exit_code(status));
+        env->nats_pid = 0;
+        env->failed = 1;
+        return 0;
+    }
     int rc = h_proc_stop(env->nats_pid, sig, NATS_STOP_MS);
     h__log("nats-server stopped with signal %d (exit %d)", sig, rc);
     env->nats_pid = 0;
