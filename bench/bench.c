@@ -665,22 +665,34 @@ static void cpu_per_tx(pid_t pid, const cpu_meter *a, double tx, double *cpu_ms,
     *switches = tx > 0 ? (double)(b.vol - a->vol + b.nonvol - a->nonvol) / tx : -1;
 }
 
-/* CPU seconds (user + system) pid has used so far; -1 if unreadable. */
-static double proc_cpu_s(pid_t pid)
+/* CPU seconds (user + system) of the process or thread whose stat file is
+ * `path`, and its name into comm[64] when comm is not NULL; -1 if
+ * unreadable. */
+static double stat_cpu_s(const char *path, char *comm)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char buf[1024];
     FILE *f = fopen(path, "r");
     size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
     if (f)
         fclose(f);
     buf[n] = '\0';
-    char *p = strrchr(buf, ')');
+    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
     unsigned long ut = 0, st = 0;
     /* after ") ": state(3) ... utime is field 14, stime 15 */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+    if (!open || !close || close < open ||
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
+    if (comm)
+        snprintf(comm, 64, "%.*s", (int)(close - open - 1), open + 1);
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds (user + system) pid has used so far; -1 if unreadable. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return stat_cpu_s(path, NULL);
 }
 
 /* Where a run's CPU went, by role: `vigil serve`'s threads by name (the HTTP
@@ -713,25 +725,6 @@ static void role_put(role_snap *r, int id, const char *role, double s)
     r->n++;
 }
 
-/* CPU seconds of thread `tid` of `pid`, and its name in comm[64]. */
-static double thread_cpu_s(pid_t pid, const char *tid, char *comm)
-{
-    char path[320], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, tid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (!open || !close || close < open ||
-        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    snprintf(comm, 64, "%.*s", (int)(close - open - 1), open + 1);
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static void role_read(h_env *env, role_snap *r)
 {
     r->n = 0;
@@ -748,7 +741,11 @@ static void role_read(h_env *env, role_snap *r)
         char comm[64], role[96];
         if (e->d_name[0] == '.')
             continue;
-        double s = thread_cpu_s(env->vigil_pid, e->d_name, comm);
+        char path[320];
+        snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)env->vigil_pid, e->d_name);
+        double s = stat_cpu_s(path, comm);
+        if (s < 0)
+            continue; /* the thread is gone */
         snprintf(role, sizeof role, "vigil serve: %s", comm);
         role_put(r, atoi(e->d_name), role, s);
     }
