@@ -34,6 +34,7 @@
 #include <microhttpd.h>
 
 #include "store/db.h"
+#include "store/store_work.h"
 #include "util/log.h"
 
 typedef struct waiter {
@@ -123,8 +124,7 @@ static void answer_error(waiter *w, const vg_error *err)
     w->err.items = err->items ? json_deep_copy(err->items) : NULL;
 }
 
-static db_stmt ingest_rows = DB_STMT("SELECT idx, duplicate, tx->>'id',"
-                                     " (tx || jsonb_build_object('duplicate', duplicate))::text"
+static db_stmt ingest_rows = DB_STMT("SELECT idx, duplicate, tx->>'id', " TX_ANSWER_ITEM_SQL
                                      " FROM vigil_ingest($1::jsonb) ORDER BY idx",
                                      1);
 

@@ -28,9 +28,8 @@ vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created
      * vigil_ingest never returns). */
     PGresult *r =
         db_exec(c,
-                "SELECT '{\"items\": [' || coalesce(string_agg(coalesce((tx ||"
-                "  jsonb_build_object('duplicate', duplicate))::text, 'null'), ', ' ORDER BY idx),"
-                "  '')"
+                "SELECT '{\"items\": [' || coalesce(string_agg(coalesce(" TX_ANSWER_ITEM_SQL
+                ", 'null'), ', ' ORDER BY idx), '')"
                 " || '], \"created\": ' || count(*) FILTER (WHERE NOT duplicate)"
                 " || ', \"duplicates\": ' || count(*) FILTER (WHERE duplicate) || '}',"
                 " count(*) FILTER (WHERE NOT duplicate), count(*) FILTER (WHERE duplicate)"

@@ -22,6 +22,12 @@
 vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created, long *duplicates,
                     vg_error *err);
 
+/* One item of an ingest answer, as SQL over vigil_ingest's columns (tx,
+ * duplicate): the transaction with "duplicate" added, as text. The batch
+ * answer (tx_ingest) and the single-transaction answer (api_ingest.c) both
+ * use it, so the two answers' items are the same bytes. */
+#define TX_ANSWER_ITEM_SQL "(tx || jsonb_build_object('duplicate', duplicate))::text"
+
 vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err);
 /* Filter values: customer_id. */
 vg_status tx_list(PGconn *c, const char *customer_id, const char *after, int limit, char **out,
