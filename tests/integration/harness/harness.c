@@ -871,20 +871,30 @@ int h_nats_config(h_env *env, const char *conf)
     return 0;
 }
 
+/* 1 when `pid`, the env's `what`, has already exited by itself (not through
+ * a stop function): that breaks the test's premise, so it is reported and
+ * the env marked failed, and h_teardown prints and keeps the logs that show
+ * why. *code gets its exit code. 0 while it runs. */
+static int exited_by_itself(h_env *env, pid_t pid, const char *what, int *code)
+{
+    int status;
+    if (h__wait(pid, 0, &status) != 1)
+        return 0;
+    *code = h__exit_code(status);
+    h__err("%s (pid %d) had already exited by itself (exit %d)", what, (int)pid, *code);
+    env->failed = 1;
+    return 1;
+}
+
 int h_nats_stop(h_env *env, int sig)
 {
     if (!env->nats_pid) {
         h__err("h_nats_stop: nats-server is not running");
         return -1;
     }
-    /* One that exited by itself (not through this function) broke the test's
-     * premise: say so, and keep the logs (h_teardown) to show why. */
-    int status;
-    if (h__wait(env->nats_pid, 0, &status) == 1) {
-        h__err("nats-server (pid %d) had already exited by itself (exit %d)", (int)env->nats_pid,
-               h__exit_code(status));
+    int code;
+    if (exited_by_itself(env, env->nats_pid, "nats-server", &code)) {
         env->nats_pid = 0;
-        env->failed = 1;
         return 0;
     }
     int rc = h_proc_stop(env->nats_pid, sig, NATS_STOP_MS);
@@ -1087,14 +1097,10 @@ int h_vigil_stop(h_env *env, int sig)
     }
     pid_t pid = env->vigil_pid;
     env->vigil_pid = 0;
-    int status;
-    if (h__wait(pid, 0, &status) == 1) {
-        int code = h__exit_code(status);
-        h__err("vigil serve (pid %d) had already exited by itself (exit %d)", (int)pid, code);
-        env->failed = 1;
+    int code;
+    if (exited_by_itself(env, pid, "vigil serve", &code))
         return code;
-    }
-    int code = h_proc_stop(pid, sig, VIGIL_STOP_MS);
+    code = h_proc_stop(pid, sig, VIGIL_STOP_MS);
     h__log("vigil serve stopped with signal %d: exit %d", sig, code);
     if (code != 0 && sig != SIGKILL) {
         h__err("vigil serve exited with %d after signal %d", code, sig);
