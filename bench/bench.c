@@ -623,16 +623,24 @@ typedef struct cpu_meter {
     long long vol, nonvol;
 } cpu_meter;
 
-static void cpu_read(pid_t pid, cpu_meter *m)
+/* Busy CPU seconds of the whole machine so far (0 if unreadable). */
+static double machine_busy_s(void)
 {
-    *m = (cpu_meter){0};
+    double busy = 0;
     FILE *f = fopen("/proc/stat", "r");
     unsigned long long u = 0, n = 0, sy = 0, id = 0, io = 0, irq = 0, sirq = 0;
     if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &sy, &id, &io, &irq,
                     &sirq) == 7)
-        m->busy_s = (double)(u + n + sy + irq + sirq) / (double)sysconf(_SC_CLK_TCK);
+        busy = (double)(u + n + sy + irq + sirq) / (double)sysconf(_SC_CLK_TCK);
     if (f)
         fclose(f);
+    return busy;
+}
+
+static void cpu_read(pid_t pid, cpu_meter *m)
+{
+    *m = (cpu_meter){0};
+    m->busy_s = machine_busy_s();
     char dir[64], path[384], line[256];
     snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
     DIR *d = opendir(dir);
@@ -728,9 +736,7 @@ static void role_put(role_snap *r, int id, const char *role, double s)
 static void role_read(h_env *env, role_snap *r)
 {
     r->n = 0;
-    cpu_meter m;
-    cpu_read(getpid(), &m);
-    r->busy_s = m.busy_s;
+    r->busy_s = machine_busy_s();
     role_put(r, (int)getpid(), "the load generator (this benchmark)", proc_cpu_s(getpid()));
     role_put(r, (int)env->nats_pid, "nats-server", proc_cpu_s(env->nats_pid));
     char dir[64];
