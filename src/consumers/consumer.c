@@ -16,9 +16,11 @@
  * A consumer whose work is one statement (apply_stmt) takes the messages
  * that have already arrived, up to CONSUMER_BATCH, and applies them in one
  * statement and one commit, then acks each: the same steps for many events
- * at once. If that statement fails the batch is applied again one event at
- * a time through the steps above, so a bad event is retried, NAK'd and
- * dead-lettered alone.
+ * at once. One with a batch handler (handle_many) does the same in one
+ * transaction of a few statements: the batch's processed_events rows, the
+ * handler with the new events, COMMIT. If a batch fails it is applied again
+ * one event at a time through the steps above, so a bad event is retried,
+ * NAK'd and dead-lettered alone.
  */
 #include "consumers/consumer.h"
 
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,55 +59,25 @@ const consumer_def *consumer_find(const char *name)
     return NULL;
 }
 
-/* Appends `s` to the array literal being built in *buf as a quoted element. */
-static void array_add(char **buf, size_t *len, size_t *cap, const char *s)
-{
-    size_t need = *len + 2 * strlen(s) + 6; /* , " " } NUL */
-    if (need > *cap) {
-        *cap = need * 2;
-        if (!(*buf = realloc(*buf, *cap)))
-            abort();
-    }
-    char *o = *buf + *len;
-    if (*len > 1)
-        *o++ = ',';
-    *o++ = '"';
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            *o++ = '\\';
-        *o++ = *s;
-    }
-    *o++ = '"';
-    *o++ = '}';
-    *o = '\0';
-    *len = (size_t)(o - *buf) - 1; /* the closing brace is overwritten next */
-}
-
 /* Applies evs[0..n) with def->apply_stmt in one statement: duplicate[i] = 1
  * for an event processed before. */
 static vg_status apply_many(PGconn *c, const consumer_def *def, const consumer_event *evs, int n,
                             int *duplicate, vg_error *err)
 {
-    char *arr[3] = {NULL, NULL, NULL};
-    size_t len[3], cap[3] = {0, 0, 0};
-    for (int k = 0; k < 3; k++) {
-        cap[k] = 64;
-        if (!(arr[k] = malloc(cap[k])))
-            abort();
-        memcpy(arr[k], "{}", 3);
-        len[k] = 1;
-    }
+    db_array arr[3];
+    for (int k = 0; k < 3; k++)
+        db_array_init(&arr[k]);
     for (int i = 0; i < n; i++) {
         char seq[32];
         snprintf(seq, sizeof seq, "%lld", evs[i].seq);
-        array_add(&arr[0], &len[0], &cap[0], evs[i].id);
-        array_add(&arr[1], &len[1], &cap[1], seq);
-        array_add(&arr[2], &len[2], &cap[2], evs[i].type ? evs[i].type : "");
+        db_array_add(&arr[0], evs[i].id);
+        db_array_add(&arr[1], seq);
+        db_array_add(&arr[2], evs[i].type ? evs[i].type : "");
     }
-    const char *p[] = {def->name, arr[0], arr[1], arr[2]};
+    const char *p[] = {def->name, arr[0].text, arr[1].text, arr[2].text};
     PGresult *r = db_exec_stmt(c, def->apply_stmt, p, err);
     for (int k = 0; k < 3; k++)
-        free(arr[k]);
+        db_array_free(&arr[k]);
     if (!r)
         return err->code;
     /* "{t,f,t}": one flag per event, in order. */
@@ -123,6 +96,75 @@ static vg_status apply_many(PGconn *c, const consumer_def *def, const consumer_e
     if (fresh && def->emits_events)
         wake_kick();
     return VG_OK;
+}
+
+/* Applies evs[0..n) with def->handle_many in one transaction: the
+ * processed_events rows of all of them in one statement, the handler with
+ * those not processed before, one commit. duplicate[i] as apply_many. */
+static vg_status handle_many_tx(PGconn *c, const vg_config *cfg, const consumer_def *def,
+                                const consumer_event *evs, int n, int *duplicate, vg_error *err)
+{
+    vg_status st = db_begin(c, err);
+    if (st != VG_OK)
+        return st;
+    db_array ids, seqs;
+    db_array_init(&ids);
+    db_array_init(&seqs);
+    for (int i = 0; i < n; i++) {
+        char seq[32];
+        snprintf(seq, sizeof seq, "%lld", evs[i].seq);
+        db_array_add(&ids, evs[i].id);
+        db_array_add(&seqs, seq);
+        duplicate[i] = 1;
+    }
+    /* An event twice in one batch: the second row conflicts with the first
+     * and is skipped, so only the first comes back. */
+    static db_stmt seen_many =
+        DB_STMT("INSERT INTO processed_events (consumer, event_id, seq)"
+                " SELECT $1, u.id, u.seq FROM unnest($2::uuid[], $3::bigint[]) AS u (id, seq)"
+                " ON CONFLICT DO NOTHING RETURNING event_id::text",
+                3);
+    const char *p[] = {def->name, ids.text, seqs.text};
+    PGresult *r = db_exec_stmt(c, &seen_many, p, err);
+    db_array_free(&ids);
+    db_array_free(&seqs);
+    if (!r) {
+        st = err->code;
+        goto fail;
+    }
+    consumer_event *fresh = malloc((size_t)n * sizeof *fresh);
+    if (!fresh)
+        abort();
+    int nf = 0;
+    for (int row = 0; row < PQntuples(r); row++) {
+        int i = 0;
+        while (i < n && !(duplicate[i] && strcasecmp(evs[i].id, PQgetvalue(r, row, 0)) == 0))
+            i++;
+        if (i == n) {
+            st = vg_fail(err, VG_E_INTERNAL, NULL,
+                         "%s: processed_events returned %s, not in the batch", def->name,
+                         PQgetvalue(r, row, 0));
+            break;
+        }
+        duplicate[i] = 0;
+    }
+    PQclear(r);
+    for (int i = 0; i < n && st == VG_OK; i++)
+        if (!duplicate[i])
+            fresh[nf++] = evs[i];
+    if (st == VG_OK && nf)
+        st = def->handle_many(c, cfg, fresh, nf, err);
+    free(fresh);
+    if (st == VG_OK)
+        st = db_commit(c, err);
+    if (st != VG_OK)
+        goto fail;
+    if (nf && def->emits_events)
+        wake_kick(); /* the handler may have written events */
+    return VG_OK;
+fail:
+    db_rollback(c);
+    return st;
 }
 
 vg_status consumer_apply(PGconn *c, const vg_config *cfg, const consumer_def *def,
@@ -286,7 +328,7 @@ static int handle(PGconn *c, const vg_config *cfg, const consumer_def *def, cons
     int rc = 0;
     if (st == VG_OK) {
         atomic_fetch_add(dup ? &s->duplicates : &s->processed, 1);
-        if (def->apply_stmt)
+        if (def->apply_stmt || def->handle_many)
             atomic_fetch_add(&s->batches, 1);
         crash_if_asked(def, crash_before_ack);
         natsMsg_Ack(m, NULL);
@@ -333,7 +375,7 @@ static int handle_batch(PGconn *c, const vg_config *cfg, const consumer_def *def
     uint64_t delivered[CONSUMER_BATCH];
     int dup[CONSUMER_BATCH], decoded = 0;
     vg_error err = {0};
-    if (def->apply_stmt && n > 1 && n <= CONSUMER_BATCH) {
+    if ((def->apply_stmt || def->handle_many) && n > 1 && n <= CONSUMER_BATCH) {
         for (; decoded < n; decoded++) {
             if (decode_msg(s, msgs[decoded], def->headers_suffice, &delivered[decoded],
                            &events[decoded], &evs[decoded], &err) != VG_OK) {
@@ -345,7 +387,8 @@ static int handle_batch(PGconn *c, const vg_config *cfg, const consumer_def *def
     vg_status st = VG_E_INVALID;
     if (decoded == n) {
         int64_t t0 = now_epoch_us();
-        st = apply_many(c, def, evs, n, dup, &err);
+        st = def->apply_stmt ? apply_many(c, def, evs, n, dup, &err)
+                             : handle_many_tx(c, cfg, def, evs, n, dup, &err);
         atomic_fetch_add(&s->busy_us, now_epoch_us() - t0);
     }
     for (int i = 0; i < decoded; i++)
@@ -483,7 +526,8 @@ void consumer_run(const vg_config *cfg, const consumer_def *def, atomic_int *sto
             n = 1;
             /* What has arrived meanwhile joins the batch (never waits). */
             int queued = 0;
-            if (def->apply_stmt && natsSubscription_GetPending(sub, &queued, NULL) == NATS_OK)
+            if ((def->apply_stmt || def->handle_many) &&
+                natsSubscription_GetPending(sub, &queued, NULL) == NATS_OK)
                 while (n < CONSUMER_BATCH && queued-- > 0 &&
                        natsSubscription_NextMsg(&msgs[n], sub, 1) == NATS_OK)
                     n++;

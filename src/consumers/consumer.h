@@ -58,6 +58,11 @@ vg_status consumer_event_from_headers(const char *msg_id, const char *seq_hdr, c
 typedef vg_status (*consumer_handler)(PGconn *c, const vg_config *cfg, const consumer_event *ev,
                                       vg_error *err);
 
+/* A handler for many events at once (consumer_def.handle_many): applies
+ * evs[0..n) inside the runner's transaction, as consumer_handler does one. */
+typedef vg_status (*consumer_batch_handler)(PGconn *c, const vg_config *cfg,
+                                            const consumer_event *evs, int n, vg_error *err);
+
 /* Redrives a dead letter of this consumer (POST /dead-letters/{id}/redrive)
  * on `c`, outside any transaction: VG_OK when the event's effect is back on
  * its way. Consumers without one redrive through consumer_apply. */
@@ -89,6 +94,16 @@ typedef struct consumer_def {
      * applied again one event per statement, so only the bad event fails.
      * For a consumer whose work is SQL alone (webhooks). */
     db_stmt *apply_stmt;
+    /* When set, the runner applies a batch (as for apply_stmt: the events
+     * that have arrived, up to CONSUMER_BATCH) in one transaction: the
+     * processed_events rows of all of them in one statement, this with the
+     * events not processed before, one commit. For a consumer whose work
+     * needs C between statements (risk: the score is computed in C). Saves
+     * a transaction, its commit and WAL flush, and three round trips per
+     * event. `handler` stays set: a batch that fails is applied again one
+     * event at a time through it (so only the bad event fails), and dead
+     * letters are redriven through it. */
+    consumer_batch_handler handle_many;
     /* 1 when apply_stmt needs nothing from the body (id, seq and type come
      * from the headers and the subject): the batch path then does not parse
      * it (consumer_event_from_headers; a message without usable headers is

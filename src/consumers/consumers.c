@@ -26,22 +26,88 @@
 #include "store/store_customers.h"
 #include "util/log.h"
 
+/* Most events a reassessment's reason names; the rest are counted. */
+#define RISK_REASON_EVENTS 8
+
+/* One reassessment per customer of the batch, whatever number of its alert
+ * events came together: the score is the customer's current state, so a
+ * second pass would only find it unchanged. Its reason names the events
+ * ("aml.alert.created <id>", joined by "; "). */
+static vg_status risk_many(PGconn *c, const vg_config *cfg, const consumer_event *evs, int n,
+                           vg_error *err)
+{
+    char(*ids)[37] = malloc((size_t)n * sizeof *ids);
+    char **reasons = calloc((size_t)n, sizeof *reasons);
+    int *named = calloc((size_t)n, sizeof *named), *more = calloc((size_t)n, sizeof *more);
+    if (!ids || !reasons || !named || !more)
+        abort();
+    int m = 0;
+    vg_status st = VG_OK;
+    for (int i = 0; i < n && st == VG_OK; i++) {
+        const char *customer = json_string_value(json_object_get(evs[i].data, "customer_id"));
+        char id[37]; /* canonical (lowercase), so one customer is one entry */
+        if (!uuid_parse(customer, id)) {
+            st = vg_fail(err, VG_E_INVALID, "data.customer_id", "event %s has no customer_id",
+                         evs[i].id);
+            break;
+        }
+        int j = 0;
+        while (j < m && strcmp(ids[j], id) != 0)
+            j++;
+        if (j == m)
+            memcpy(ids[m++], id, sizeof id);
+        if (named[j] == RISK_REASON_EVENTS) {
+            more[j]++;
+            continue;
+        }
+        const char *alert = json_string_value(json_object_get(evs[i].data, "id"));
+        char *old = reasons[j], *joined = NULL;
+        if (asprintf(&joined, "%s%s%s %s", old ? old : "", old ? "; " : "", evs[i].type,
+                     alert ? alert : "") < 0)
+            abort();
+        free(old);
+        reasons[j] = joined;
+        named[j]++;
+    }
+    for (int j = 0; j < m && st == VG_OK; j++)
+        if (more[j]) {
+            char *joined = NULL;
+            if (asprintf(&joined, "%s; and %d more", reasons[j], more[j]) < 0)
+                abort();
+            free(reasons[j]);
+            reasons[j] = joined;
+        }
+    if (st == VG_OK) {
+        const char **idp = malloc((size_t)m * sizeof *idp);
+        if (!idp)
+            abort();
+        for (int j = 0; j < m; j++)
+            idp[j] = ids[j];
+        risk_config rc = {(int)cfg->risk_medium, (int)cfg->risk_high};
+        st = risk_reassess_many(c, m, idp, (const char *const *)reasons, &rc, "consumer:risk", 0,
+                                NULL, err);
+        free(idp);
+    }
+    for (int j = 0; j < n; j++)
+        free(reasons[j]);
+    free(reasons);
+    free(ids);
+    free(named);
+    free(more);
+    return st;
+}
+
 static vg_status risk_handler(PGconn *c, const vg_config *cfg, const consumer_event *ev,
                               vg_error *err)
 {
-    const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
-    const char *alert = json_string_value(json_object_get(ev->data, "id"));
-    if (!customer || !uuid_parse(customer, NULL))
-        return vg_fail(err, VG_E_INVALID, "data.customer_id", "event %s has no customer_id",
-                       ev->id);
-    risk_config rc = {(int)cfg->risk_medium, (int)cfg->risk_high};
-    char reason[160];
-    snprintf(reason, sizeof reason, "%s %s", ev->type, alert ? alert : "");
-    return risk_reassess(c, customer, &rc, reason, "consumer:risk", 0, NULL, err);
+    return risk_many(c, cfg, ev, 1, err);
 }
 
-static const consumer_def risk_consumer = {
-    .name = "risk", .filter_subject = "aml.alert.>", .handler = risk_handler, .emits_events = 1};
+static const consumer_def risk_consumer = {.name = "risk",
+                                           .filter_subject = "aml.alert.>",
+                                           .handler = risk_handler,
+                                           .handle_many = risk_many,
+                                           .emits_events = 1};
 /* A batch's whole transaction is one statement (see consumer_def.apply_stmt
  * and migration 0016). */
 static db_stmt webhooks_apply =

@@ -406,3 +406,47 @@ vg_status db_json(PGconn *conn, const char *sql, int nparams, const char *const 
     PQclear(r);
     return st;
 }
+
+void db_array_init(db_array *a)
+{
+    a->cap = 64;
+    if (!(a->text = malloc(a->cap)))
+        abort();
+    memcpy(a->text, "{}", 3);
+    a->len = 2;
+    a->n = 0;
+}
+
+void db_array_add(db_array *a, const char *s)
+{
+    size_t need = a->len + (s ? 2 * strlen(s) : 4) + 6; /* , " " } NUL */
+    if (need > a->cap) {
+        a->cap = need * 2;
+        if (!(a->text = realloc(a->text, a->cap)))
+            abort();
+    }
+    char *o = a->text + a->len - 1; /* over the closing brace */
+    if (a->n++)
+        *o++ = ',';
+    if (!s) {
+        memcpy(o, "NULL", 4);
+        o += 4;
+    } else {
+        *o++ = '"';
+        for (; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *o++ = '\\';
+            *o++ = *s;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    a->len = (size_t)(o - a->text);
+}
+
+void db_array_free(db_array *a)
+{
+    free(a->text);
+    a->text = NULL;
+}

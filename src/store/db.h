@@ -100,6 +100,19 @@ int db_ping(db_pool *pool, vg_error *err);
  * nothing from the socket itself (PQconsumeInput does). */
 int db_take_notifies(PGconn *conn);
 
+/* A PostgreSQL array literal ({"a","b"}) built element by element, to pass
+ * many values as one text parameter ($1::uuid[], $2::text[]...): one
+ * statement for a whole batch instead of one per row. Every element is
+ * quoted and escaped, so any text is safe; NULL adds a NULL element. */
+typedef struct db_array {
+    char *text; /* the literal so far, always valid ("{}" when empty) */
+    size_t len, cap;
+    int n; /* elements */
+} db_array;
+void db_array_init(db_array *a);
+void db_array_add(db_array *a, const char *s);
+void db_array_free(db_array *a);
+
 /* Runs a query whose first row's first column is a JSON text and hands it
  * out in *out (malloc'd; caller frees). No row, or a NULL value, is
  * VG_E_NOT_FOUND with `what` in the detail. */

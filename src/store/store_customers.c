@@ -47,12 +47,26 @@ static const char EDD_TASKS[] = "source_of_funds,source_of_wealth,senior_managem
 static const char ONBOARDING_TASKS[] =
     "identity_verification,address_verification,sanctions_pep_screening";
 
-vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, const char *reason,
-                        const char *actor, int force, int *changed, vg_error *err)
+vg_status risk_reassess_many(PGconn *c, int n, const char *const *ids, const char *const *reasons,
+                             const risk_config *rcfg, const char *actor, int force, int *changed,
+                             vg_error *err)
 {
-    const char *p[] = {id};
+    if (changed)
+        *changed = 0;
+    db_array want;
+    db_array_init(&want);
+    for (int i = 0; i < n; i++)
+        db_array_add(&want, ids[i]);
+    /* Locked in id order, so two reassessments (or a reassessment and an
+     * ingest's rule pass, which locks its customers the same way) never
+     * wait for each other in a cycle. NO KEY UPDATE, not UPDATE: the score
+     * changes no key, and NO KEY UPDATE does not conflict with the KEY
+     * SHARE locks that inserts referencing the customer take for their
+     * foreign keys (a transaction, an alert), in whatever order those come;
+     * FOR UPDATE would, and with several customers held that can deadlock. */
+    const char *p[] = {want.text};
     static db_stmt inputs = DB_STMT(
-        "SELECT c.country IS NOT NULL,"
+        "SELECT array_position($1::uuid[], c.id), c.country IS NOT NULL,"
         " EXISTS (SELECT 1 FROM high_risk_countries h WHERE h.country = c.country),"
         " c.pep, c.customer_type = 'business',"
         " coalesce(date_part('year', age(c.date_of_birth))::int, -1),"
@@ -62,69 +76,109 @@ vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, cons
         " (SELECT count(*) FROM alerts a WHERE a.customer_id = c.id"
         "   AND a.disposition = 'sar_filed'),"
         " c.risk_score, c.risk_level, c.risk_version "
-        "FROM customers c WHERE c.id = $1 FOR UPDATE",
+        "FROM customers c WHERE c.id = ANY ($1::uuid[]) ORDER BY c.id FOR NO KEY UPDATE",
         1);
     PGresult *r = db_exec_stmt(c, &inputs, p, err);
+    db_array_free(&want);
     if (!r)
         return err ? err->code : VG_E_INTERNAL;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return vg_fail(err, VG_E_NOT_FOUND, NULL, "customer %s not found", id);
+    vg_status st = VG_OK;
+    char *seen = calloc((size_t)n + 1, 1);
+    int *rise = calloc((size_t)n + 1, sizeof *rise);
+    db_array a_id, a_version, a_score, a_level, a_factors, a_reason;
+    db_array *arrays[] = {&a_id, &a_version, &a_score, &a_level, &a_factors, &a_reason};
+    for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
+        db_array_init(arrays[k]);
+    if (!seen || !rise)
+        abort();
+    for (int row = 0; row < PQntuples(r) && st == VG_OK; row++) {
+        int i = atoi(PQgetvalue(r, row, 0)) - 1;
+        if (i < 0 || i >= n || seen[i]) {
+            st = vg_fail(err, VG_E_INTERNAL, NULL, "risk: customer ids must be distinct");
+            break;
+        }
+        seen[i] = 1;
+        risk_input in = {
+            .has_country = PQgetvalue(r, row, 1)[0] == 't',
+            .country_high_risk = PQgetvalue(r, row, 2)[0] == 't',
+            .pep = PQgetvalue(r, row, 3)[0] == 't',
+            .is_business = PQgetvalue(r, row, 4)[0] == 't',
+            .age_years = atoi(PQgetvalue(r, row, 5)),
+            .open_alerts = atoi(PQgetvalue(r, row, 6)),
+            .escalated_alerts = atoi(PQgetvalue(r, row, 7)),
+            .sar_filed = atoi(PQgetvalue(r, row, 8)),
+        };
+        int old_score = atoi(PQgetvalue(r, row, 9));
+        int old_level = risk_level_parse(PQgetvalue(r, row, 10));
+        int old_version = atoi(PQgetvalue(r, row, 11));
+        risk_result res;
+        risk_score(rcfg, &in, &res);
+        if (!force && res.score == old_score && (int)res.level == old_level)
+            continue;
+        json_t *whole = risk_result_json(&res);
+        char *factors = json_dumps(json_object_get(whole, "factors"), JSON_COMPACT);
+        json_decref(whole);
+        if (!factors) {
+            st = vg_fail(err, VG_E_INTERNAL, NULL, "could not encode risk factors");
+            break;
+        }
+        char version[16], score[16];
+        snprintf(version, sizeof version, "%d", old_version + 1);
+        snprintf(score, sizeof score, "%d", res.score);
+        db_array_add(&a_id, ids[i]);
+        db_array_add(&a_version, version);
+        db_array_add(&a_score, score);
+        db_array_add(&a_level, risk_level_name(res.level));
+        db_array_add(&a_factors, factors);
+        db_array_add(&a_reason, reasons[i]);
+        free(factors);
+        rise[i] = res.level == RISK_HIGH && old_level != RISK_HIGH;
     }
-    risk_input in = {
-        .has_country = PQgetvalue(r, 0, 0)[0] == 't',
-        .country_high_risk = PQgetvalue(r, 0, 1)[0] == 't',
-        .pep = PQgetvalue(r, 0, 2)[0] == 't',
-        .is_business = PQgetvalue(r, 0, 3)[0] == 't',
-        .age_years = atoi(PQgetvalue(r, 0, 4)),
-        .open_alerts = atoi(PQgetvalue(r, 0, 5)),
-        .escalated_alerts = atoi(PQgetvalue(r, 0, 6)),
-        .sar_filed = atoi(PQgetvalue(r, 0, 7)),
-    };
-    int old_score = atoi(PQgetvalue(r, 0, 8));
-    int old_level = risk_level_parse(PQgetvalue(r, 0, 9));
-    int old_version = atoi(PQgetvalue(r, 0, 10));
     PQclear(r);
-
-    risk_result res;
-    risk_score(rcfg, &in, &res);
-    if (changed)
-        *changed = 0;
-    if (!force && res.score == old_score && (int)res.level == old_level)
-        return VG_OK;
-
-    json_t *whole = risk_result_json(&res);
-    char *factors_text = json_dumps(json_object_get(whole, "factors"), JSON_COMPACT);
-    json_decref(whole);
-    if (!factors_text)
-        return vg_fail(err, VG_E_INTERNAL, NULL, "could not encode risk factors");
-    char version[16], score[16];
-    snprintf(version, sizeof version, "%d", old_version + 1);
-    snprintf(score, sizeof score, "%d", res.score);
-    const char *level = risk_level_name(res.level);
-    const char *ins[] = {id,     version, score, level, factors_text, RISK_MODEL_VERSION,
-                         reason, actor};
-    static db_stmt assess =
-        DB_STMT("INSERT INTO risk_assessments (customer_id, version, score, level, factors,"
-                " model_version, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                8);
-    vg_status st = db_run_stmt(c, &assess, ins, err);
-    free(factors_text);
-    if (st != VG_OK)
-        return st;
-    const char *upd[] = {id, score, level, version};
-    static db_stmt update = DB_STMT(
-        "UPDATE customers SET risk_score = $2, risk_level = $3, risk_version = $4 WHERE id = $1",
-        4);
-    st = db_run_stmt(c, &update, upd, err);
-    if (st != VG_OK)
-        return st;
-    if (res.level == RISK_HIGH && old_level != RISK_HIGH)
-        st = open_tasks(c, id, EDD_TASKS, "enhanced_due_diligence", risk_kyc_due_days(RISK_HIGH),
-                        err);
+    for (int i = 0; i < n && st == VG_OK; i++)
+        if (!seen[i])
+            st = vg_fail(err, VG_E_NOT_FOUND, NULL, "customer %s not found", ids[i]);
+    /* One statement writes every new assessment (each row emits its
+     * aml.customer.risk), one updates every customer, in input order. */
+    if (st == VG_OK && a_id.n) {
+        const char *ins[] = {a_id.text,      a_version.text, a_score.text,       a_level.text,
+                             a_factors.text, a_reason.text,  RISK_MODEL_VERSION, actor};
+        static db_stmt assess = DB_STMT(
+            "INSERT INTO risk_assessments (customer_id, version, score, level, factors,"
+            " model_version, reason, actor)"
+            " SELECT u.id, u.version, u.score, u.level, u.factors::jsonb, $7, u.reason, $8"
+            " FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[])"
+            "   WITH ORDINALITY AS u (id, version, score, level, factors, reason, o)"
+            " ORDER BY u.o",
+            8);
+        st = db_run_stmt(c, &assess, ins, err);
+        const char *upd[] = {a_id.text, a_score.text, a_level.text, a_version.text};
+        static db_stmt update =
+            DB_STMT("UPDATE customers c SET risk_score = u.score, risk_level = u.level,"
+                    " risk_version = u.version"
+                    " FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[])"
+                    "   AS u (id, score, level, version) WHERE c.id = u.id",
+                    4);
+        if (st == VG_OK)
+            st = db_run_stmt(c, &update, upd, err);
+    }
+    for (int i = 0; i < n && st == VG_OK; i++)
+        if (rise[i])
+            st = open_tasks(c, ids[i], EDD_TASKS, "enhanced_due_diligence",
+                            risk_kyc_due_days(RISK_HIGH), err);
     if (st == VG_OK && changed)
-        *changed = 1;
+        *changed = a_id.n;
+    for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
+        db_array_free(arrays[k]);
+    free(seen);
+    free(rise);
     return st;
+}
+
+vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, const char *reason,
+                        const char *actor, int force, int *changed, vg_error *err)
+{
+    return risk_reassess_many(c, 1, &id, &reason, rcfg, actor, force, changed, err);
 }
 
 /* The customer's id when its external_id is already known, else "" . */

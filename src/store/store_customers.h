@@ -36,11 +36,20 @@ vg_status customers_list(PGconn *c, const char *after, int limit, char **out, vg
 vg_status customers_risk_history(PGconn *c, const char *id, char **out, vg_error *err);
 
 /* Re-scores customer `id` inside the caller's transaction (row locked FOR
- * UPDATE). Writes a risk_assessments row and updates the customer only when
- * the score or level changed (or `force`); a rise to high opens the
- * enhanced-due-diligence tasks not already open. *changed (may be NULL) is 1
- * when a new assessment was written. */
+ * NO KEY UPDATE). Writes a risk_assessments row and updates the customer
+ * only when the score or level changed (or `force`); a rise to high opens
+ * the enhanced-due-diligence tasks not already open. *changed (may be NULL)
+ * is 1 when a new assessment was written. */
 vg_status risk_reassess(PGconn *c, const char *id, const risk_config *rcfg, const char *reason,
                         const char *actor, int force, int *changed, vg_error *err);
+
+/* risk_reassess for the n distinct customers ids[0..n) at once, reasons[i]
+ * recorded for ids[i]: one statement reads (and locks, in id order) them
+ * all, one writes the new assessments, one updates the customers. The first
+ * id that is not a customer fails the whole call (VG_E_NOT_FOUND). *changed
+ * (may be NULL) is how many new assessments were written. */
+vg_status risk_reassess_many(PGconn *c, int n, const char *const *ids, const char *const *reasons,
+                             const risk_config *rcfg, const char *actor, int force, int *changed,
+                             vg_error *err);
 
 #endif

@@ -77,6 +77,155 @@ static void risk_rescored_once_per_alert(void **state)
                       c) == 3);
 }
 
+/* POSTs {"transactions": [...]} of one item per customer per round: `rounds`
+ * items of `amount` for each of customers[0..n) (in reverse order when
+ * `reverse`), external ids "<tag>-<customer index>-<round>". */
+static void post_batch(char (*customers)[64], int n, int rounds, int reverse, const char *amount,
+                       const char *channel, const char *tag)
+{
+    json_t *list = json_array();
+    for (int k = 0; k < n; k++)
+        for (int round = 0; round < rounds; round++) {
+            int i = reverse ? n - 1 - k : k;
+            char ext[64];
+            snprintf(ext, sizeof ext, "%s-%d-%d", tag, i, round);
+            json_array_append_new(list,
+                                  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
+                                            ext, "customer_id", customers[i], "amount", amount,
+                                            "currency", "USD", "direction", "in", "channel",
+                                            channel, "occurred_at", "2026-11-20T10:00:00Z"));
+        }
+    json_t *body = json_pack("{s:o}", "transactions", list);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    h_resp r = {0};
+    assert_int_equal(h_post(env, env->admin_key, text, &r, "/transactions"), 0);
+    free(text);
+    assert_true(r.status >= 200 && r.status < 300);
+    h_resp_free(&r);
+}
+
+/* Alerts that waited for the consumer (it was not running when they were
+ * raised) are applied in batches: one transaction for several events, one
+ * reassessment per customer however many of its alerts a batch holds, and
+ * the scores one event at a time gives. Ingest runs on the same customers
+ * meanwhile: the consumer locks its customers in id order with NO KEY
+ * UPDATE, which the ingest's foreign-key checks do not wait for, so neither
+ * side can wait for the other in a cycle (PostgreSQL would log a deadlock). */
+static void risk_batches_reassess_each_customer_once(void **state)
+{
+    enum { K = 12 };
+    char ids[K][64];
+    long long base[K];
+    for (int i = 0; i < K; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "Batch Customer %d", i);
+        fx_customer(env, name, ids[i]);
+        base[i] = h_db_count(env, "SELECT risk_score FROM customers WHERE id = $1", ids[i]);
+    }
+    long long before =
+        h_db_count(env, "SELECT count(*) FROM processed_events WHERE consumer = 'risk'");
+
+    /* Two alerts per customer while no consumer runs, all in the stream. */
+    const char *no_consumers[] = {consumer_env[0], consumer_env[1], consumer_env[2],
+                                  "VIGIL_ROLES=api,sequencer,publisher", NULL};
+    h_vigil_stop(env, SIGTERM);
+    assert_int_equal(h_vigil_start(env, no_consumers), 0);
+    post_batch(ids, K, 2, 0, "25000.00", "cash", "rb");
+    post_batch(ids, 1, 8, 0, "25000.00", "cash", "rb-more"); /* the first has 10 */
+    const int events = 2 * K + 8;
+    long long in_log = -1;
+    for (long long t0 = h_now_ms(); h_now_ms() - t0 < 30000; h_sleep_ms(50)) {
+        in_log = h_db_count(env, "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbox) THEN -1"
+                                 " ELSE (SELECT count(*) FROM event_log) END");
+        if (in_log >= 0 && h_js_stream_msgs(env, "AML_EVENTS") == in_log)
+            break;
+    }
+    assert_true(in_log > 0);
+    assert_int_equal(h_js_stream_msgs(env, "AML_EVENTS"), in_log);
+
+    /* A transaction holds the lock that a foreign-key check takes (KEY
+     * SHARE) on every customer, as an insert that references them does,
+     * and stays open while the consumer applies the backlog: the consumer
+     * must not wait for it (with FOR UPDATE it would, and with several
+     * customers held that wait can close a cycle). */
+    PGconn *holder = PQconnectdb(env->db_url);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    PGresult *res = PQexec(holder, "BEGIN");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    for (int i = K - 1; i >= 0; i--) {
+        const char *p[] = {ids[i]};
+        res = PQexecParams(holder, "SELECT 1 FROM customers WHERE id = $1 FOR KEY SHARE", 1, NULL,
+                           p, NULL, NULL, 0);
+        assert_int_equal(PQntuples(res), 1);
+        PQclear(res);
+    }
+    /* The consumer starts on that backlog while more transactions for the
+     * same customers come in (in the opposite order). */
+    h_vigil_stop(env, SIGTERM);
+    assert_int_equal(h_vigil_start(env, consumer_env), 0);
+    post_batch(ids, K, 1, 1, "50.00", "card", "rb-later");
+    assert_int_equal(fx_wait_count(env, before + events, 20000,
+                                   "SELECT count(*) FROM processed_events WHERE consumer = 'risk'",
+                                   NULL),
+                     before + events);
+    res = PQexec(holder, "COMMIT");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(holder);
+
+    /* Batches: fewer transactions than events (this process's counters). */
+    double processed = -1, batches = -1;
+    assert_int_equal(h_metric(env, env->admin_key,
+                              "vigil_consumer_processed_total{consumer=\"risk\"}", &processed),
+                     0);
+    assert_int_equal(
+        h_metric(env, env->admin_key, "vigil_consumer_batches_total{consumer=\"risk\"}", &batches),
+        0);
+    assert_true(processed == events);
+    assert_true(batches >= 1 && batches < processed);
+
+    for (int i = 0; i < K; i++) {
+        /* onboarding + one: both alerts were open when the first of their
+         * events was applied, so the second changed nothing */
+        assert_int_equal(
+            h_db_count(env, "SELECT count(*) FROM risk_assessments WHERE customer_id = $1", ids[i]),
+            2);
+        /* open alerts count 5 points each, at most 20 */
+        assert_int_equal(h_db_count(env, "SELECT risk_score FROM customers WHERE id = $1", ids[i]),
+                         base[i] + (i == 0 ? 20 : 10));
+        assert_int_equal(
+            h_db_count(env, "SELECT risk_version FROM customers WHERE id = $1", ids[i]), 2);
+        char *reason = h_db_text(env,
+                                 "SELECT reason FROM risk_assessments WHERE customer_id = $1"
+                                 " ORDER BY version DESC LIMIT 1",
+                                 ids[i]);
+        assert_non_null(reason);
+        /* it names the events of the batch that made it: at most 8, the
+         * rest counted ("; and 2 more") */
+        int named = 0;
+        for (const char *at = reason; (at = strstr(at, "aml.alert.created ")); at++)
+            named++;
+        const char *more = strstr(reason, "; and ");
+        assert_true(named >= 1 && named <= 8);
+        if (more)
+            assert_true(named == 8 && atoi(more + 6) >= 1 && named + atoi(more + 6) <= 10);
+        free(reason);
+        assert_int_equal(fx_wait_count(env, 2, 30000,
+                                       "SELECT count(*) FROM event_log"
+                                       " WHERE event_type = 'aml.customer.risk' AND subject = $1",
+                                       ids[i]),
+                         2);
+    }
+    char logp[H_PATH_SIZE + 16];
+    snprintf(logp, sizeof logp, "%s/pg/log", env->dir);
+    char *pglog = h_read_file(logp);
+    assert_non_null(pglog);
+    assert_null(strstr(pglog, "deadlock detected"));
+    free(pglog);
+}
+
 static void redelivery_of_everything_changes_nothing(void **state)
 {
     /* The risk consumer's rows only: the webhooks consumer (every event) may
@@ -225,6 +374,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(event_read_from_headers_only_when_they_suffice),
         cmocka_unit_test(risk_rescored_once_per_alert),
+        cmocka_unit_test(risk_batches_reassess_each_customer_once),
         cmocka_unit_test(redelivery_of_everything_changes_nothing),
         cmocka_unit_test(poison_event_dead_lettered_then_redriven),
     };
