@@ -1001,8 +1001,19 @@ static void bench_single(void)
     role_snap *rs = calloc(2, sizeof *rs);
     if (!rs)
         abort();
-    double flushes0 = metric_value(env, "vigil_ingest_flushes_total"),
-           items0 = metric_value(env, "vigil_ingest_flushed_items_total");
+    /* Counters read before and after all runs: ingest commits, sequencer
+     * rounds (and the empty ones), the risk consumer's events and
+     * transactions. */
+    static const char *const counters[] = {"vigil_ingest_flushes_total",
+                                           "vigil_ingest_flushed_items_total",
+                                           "vigil_sequencer_calls_total",
+                                           "vigil_sequencer_empty_calls_total",
+                                           "vigil_consumer_processed_total{consumer=\"risk\"}",
+                                           "vigil_consumer_batches_total{consumer=\"risk\"}"};
+    enum { N_COUNTERS = sizeof counters / sizeof counters[0] };
+    double c0[N_COUNTERS], c[N_COUNTERS];
+    for (int k = 0; k < N_COUNTERS; k++)
+        c0[k] = metric_value(env, counters[k]);
     for (int i = 0; i < runs && cust; i++) {
         char tag[16];
         double *lat = NULL;
@@ -1036,8 +1047,9 @@ static void bench_single(void)
                 "vigil serve context switches per tx), pgbench %.0f tps\n",
                 i + 1, v[i], p50[i], p99[i], cpu[i], sw[i], ref[i]);
     }
-    double flushes = metric_value(env, "vigil_ingest_flushes_total") - flushes0,
-           items = metric_value(env, "vigil_ingest_flushed_items_total") - items0;
+    for (int k = 0; k < N_COUNTERS; k++)
+        c[k] = metric_value(env, counters[k]) - c0[k];
+    double flushes = c[0], items = c[1];
     print_profile(env, "benchmark 2");
     char rv[128], rp[128], rr[128], rc[128], rsw[128];
     runs_str(rv, sizeof rv, v, runs, "%.0f");
@@ -1050,17 +1062,19 @@ static void bench_single(void)
         add_bounded("2", "single ingest (1/POST, 32 conns)", "tx/s", median(v, runs), ">=", 6000);
     r->reference = median(ref, runs);
     snprintf(r->ref_name, sizeof r->ref_name, "pgbench 1-row INSERT, 8 clients");
-    snprintf(r->note, sizeof r->note,
-             "runs: %s tx/s; pgbench runs: %s tps; p50 median %.2f ms; VIGIL_HTTP_THREADS "
-             "%s, VIGIL_INGEST_FLUSHES %s; transactions per commit (vigil_ingest call) %.1f "
-             "(%.0f calls, largest %.0f); CPU per transaction (every process, load to drained): "
-             "%s ms; vigil serve context switches per transaction: %s. Run %d: %s; CPU per "
-             "transaction by role (ms): %s",
-             rv, rr, mp50,
-             getenv("VIGIL_HTTP_THREADS") ? getenv("VIGIL_HTTP_THREADS") : "default (32)",
-             getenv("VIGIL_INGEST_FLUSHES") ? getenv("VIGIL_INGEST_FLUSHES") : "default (1)",
-             flushes > 0 ? items / flushes : 0, flushes,
-             metric_value(env, "vigil_ingest_largest_flush"), rc, rsw, runs / 2 + 1, waits, roles);
+    snprintf(
+        r->note, sizeof r->note,
+        "runs: %s tx/s; pgbench runs: %s tps; p50 median %.2f ms; VIGIL_HTTP_THREADS "
+        "%s, VIGIL_INGEST_FLUSHES %s; transactions per commit (vigil_ingest call) %.1f "
+        "(%.0f calls, largest %.0f); CPU per transaction (every process, load to drained): "
+        "%s ms; vigil serve context switches per transaction: %s; sequencer rounds per "
+        "ingest commit %.2f (%.0f rounds, %.0f of them empty); risk consumer %.1f events "
+        "per transaction (%.0f events). Run %d: %s; CPU per transaction by role (ms): %s",
+        rv, rr, mp50, getenv("VIGIL_HTTP_THREADS") ? getenv("VIGIL_HTTP_THREADS") : "default (32)",
+        getenv("VIGIL_INGEST_FLUSHES") ? getenv("VIGIL_INGEST_FLUSHES") : "default (1)",
+        flushes > 0 ? items / flushes : 0, flushes, metric_value(env, "vigil_ingest_largest_flush"),
+        rc, rsw, flushes > 0 ? c[2] / flushes : 0, c[2], c[3], c[5] > 0 ? c[4] / c[5] : 0, c[4],
+        runs / 2 + 1, waits, roles);
     free(rs);
     result *l = add_bounded("2", "single ingest p99 latency", "ms", median(p99, runs), "<=", 20);
     snprintf(l->note, sizeof l->note, "p99 per run: %s ms", rp);

@@ -184,6 +184,12 @@ void api_metrics_get(api_ctx *ctx)
         gauge(f, "vigil_sequencer_strays_total",
               "Outbox rows found below the sequencer's watermark (should stay 0).", "counter",
               (double)atomic_load(&p->seq.strays));
+        gauge(f, "vigil_sequencer_calls_total",
+              "Sequencer rounds (one vigil_sequence() call and commit each).", "counter",
+              (double)atomic_load(&p->seq.calls));
+        gauge(f, "vigil_sequencer_empty_calls_total",
+              "Sequencer rounds that found nothing to sequence.", "counter",
+              (double)atomic_load(&p->seq.empty));
         gauge(f, "vigil_sequencer_outbox_low",
               "The sequencer's outbox watermark: every outbox id below it is sequenced.", "gauge",
               (double)atomic_load(&p->seq.outbox_low));

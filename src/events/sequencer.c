@@ -52,6 +52,9 @@ void sequencer_run(void *arg, PGconn *c)
         if (!r)
             goto fail;
         int moved = atoi(PQgetvalue(r, 0, 0));
+        atomic_fetch_add(&s->calls, 1);
+        if (moved == 0)
+            atomic_fetch_add(&s->empty, 1);
         atomic_store(&s->last_seq, atoll(PQgetvalue(r, 0, 1)));
         int strays = atoi(PQgetvalue(r, 0, 5));
         if (strays > 0) {

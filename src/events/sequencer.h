@@ -15,6 +15,8 @@ typedef struct sequencer {
     atomic_llong errors;
     atomic_llong strays;     /* rows the sweep found below the watermark: should stay 0 */
     atomic_llong outbox_low; /* the watermark: outbox ids below it are all taken */
+    atomic_llong calls;      /* vigil_sequence() calls */
+    atomic_llong empty;      /* of which moved nothing (a wake-up already served) */
 } sequencer;
 
 /* leader_role.run for the sequencer: LISTEN vigil_outbox, then call
