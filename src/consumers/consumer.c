@@ -59,21 +59,29 @@ const consumer_def *consumer_find(const char *name)
     return NULL;
 }
 
-/* Applies evs[0..n) with def->apply_stmt in one statement: duplicate[i] = 1
- * for an event processed before. */
-static vg_status apply_many(PGconn *c, const consumer_def *def, const consumer_event *evs, int n,
-                            int *duplicate, vg_error *err)
+/* The batch's event ids, seqs and (when narr is 3) types as array
+ * literals, in order, in arr[0..narr); the caller frees them. */
+static void batch_arrays(const consumer_event *evs, int n, db_array *arr, int narr)
 {
-    db_array arr[3];
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < narr; k++)
         db_array_init(&arr[k]);
     for (int i = 0; i < n; i++) {
         char seq[32];
         snprintf(seq, sizeof seq, "%lld", evs[i].seq);
         db_array_add(&arr[0], evs[i].id);
         db_array_add(&arr[1], seq);
-        db_array_add(&arr[2], evs[i].type ? evs[i].type : "");
+        if (narr > 2)
+            db_array_add(&arr[2], evs[i].type ? evs[i].type : "");
     }
+}
+
+/* Applies evs[0..n) with def->apply_stmt in one statement: duplicate[i] = 1
+ * for an event processed before. */
+static vg_status apply_many(PGconn *c, const consumer_def *def, const consumer_event *evs, int n,
+                            int *duplicate, vg_error *err)
+{
+    db_array arr[3];
+    batch_arrays(evs, n, arr, 3);
     const char *p[] = {def->name, arr[0].text, arr[1].text, arr[2].text};
     PGresult *r = db_exec_stmt(c, def->apply_stmt, p, err);
     for (int k = 0; k < 3; k++)
@@ -107,16 +115,10 @@ static vg_status handle_many_tx(PGconn *c, const vg_config *cfg, const consumer_
     vg_status st = db_begin(c, err);
     if (st != VG_OK)
         return st;
-    db_array ids, seqs;
-    db_array_init(&ids);
-    db_array_init(&seqs);
-    for (int i = 0; i < n; i++) {
-        char seq[32];
-        snprintf(seq, sizeof seq, "%lld", evs[i].seq);
-        db_array_add(&ids, evs[i].id);
-        db_array_add(&seqs, seq);
+    db_array arr[2];
+    batch_arrays(evs, n, arr, 2);
+    for (int i = 0; i < n; i++)
         duplicate[i] = 1;
-    }
     /* An event twice in one batch: the second row conflicts with the first
      * and is skipped, so only the first comes back. */
     static db_stmt seen_many =
@@ -124,10 +126,10 @@ static vg_status handle_many_tx(PGconn *c, const vg_config *cfg, const consumer_
                 " SELECT $1, u.id, u.seq FROM unnest($2::uuid[], $3::bigint[]) AS u (id, seq)"
                 " ON CONFLICT DO NOTHING RETURNING event_id::text",
                 3);
-    const char *p[] = {def->name, ids.text, seqs.text};
+    const char *p[] = {def->name, arr[0].text, arr[1].text};
     PGresult *r = db_exec_stmt(c, &seen_many, p, err);
-    db_array_free(&ids);
-    db_array_free(&seqs);
+    for (int k = 0; k < 2; k++)
+        db_array_free(&arr[k]);
     if (!r) {
         st = err->code;
         goto fail;

@@ -37,9 +37,10 @@ static vg_status risk_many(PGconn *c, const vg_config *cfg, const consumer_event
                            vg_error *err)
 {
     char(*ids)[37] = malloc((size_t)n * sizeof *ids);
+    const char **idp = malloc((size_t)n * sizeof *idp); /* ids[j], as risk_reassess_many takes */
     char **reasons = calloc((size_t)n, sizeof *reasons);
     int *named = calloc((size_t)n, sizeof *named), *more = calloc((size_t)n, sizeof *more);
-    if (!ids || !reasons || !named || !more)
+    if (!ids || !idp || !reasons || !named || !more)
         abort();
     int m = 0;
     vg_status st = VG_OK;
@@ -54,8 +55,11 @@ static vg_status risk_many(PGconn *c, const vg_config *cfg, const consumer_event
         int j = 0;
         while (j < m && strcmp(ids[j], id) != 0)
             j++;
-        if (j == m)
-            memcpy(ids[m++], id, sizeof id);
+        if (j == m) {
+            memcpy(ids[m], id, sizeof id);
+            idp[m] = ids[m];
+            m++;
+        }
         if (named[j] == RISK_REASON_EVENTS) {
             more[j]++;
             continue;
@@ -78,19 +82,14 @@ static vg_status risk_many(PGconn *c, const vg_config *cfg, const consumer_event
             reasons[j] = joined;
         }
     if (st == VG_OK) {
-        const char **idp = malloc((size_t)m * sizeof *idp);
-        if (!idp)
-            abort();
-        for (int j = 0; j < m; j++)
-            idp[j] = ids[j];
         risk_config rc = {(int)cfg->risk_medium, (int)cfg->risk_high};
         st = risk_reassess_many(c, m, idp, (const char *const *)reasons, &rc, "consumer:risk", 0,
                                 NULL, err);
-        free(idp);
     }
     for (int j = 0; j < n; j++)
         free(reasons[j]);
     free(reasons);
+    free(idp);
     free(ids);
     free(named);
     free(more);

@@ -85,12 +85,12 @@ vg_status risk_reassess_many(PGconn *c, int n, const char *const *ids, const cha
     vg_status st = VG_OK;
     char *seen = calloc((size_t)n + 1, 1);
     int *rise = calloc((size_t)n + 1, sizeof *rise);
+    if (!seen || !rise)
+        abort();
     db_array a_id, a_version, a_score, a_level, a_factors, a_reason;
     db_array *arrays[] = {&a_id, &a_version, &a_score, &a_level, &a_factors, &a_reason};
     for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
         db_array_init(arrays[k]);
-    if (!seen || !rise)
-        abort();
     for (int row = 0; row < PQntuples(r) && st == VG_OK; row++) {
         int i = atoi(PQgetvalue(r, row, 0)) - 1;
         if (i < 0 || i >= n || seen[i]) {

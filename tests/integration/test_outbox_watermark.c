@@ -446,12 +446,8 @@ static void sequencer_rounds(h_env *env, long long *calls, long long *empty)
     h_resp r = {0};
     assert_int_equal(h_get(env, env->admin_key, &r, "/metrics"), 0);
     assert_int_equal(r.status, 200);
-    const char *c = strstr(r.body, "\nvigil_sequencer_calls_total ");
-    const char *e = strstr(r.body, "\nvigil_sequencer_empty_calls_total ");
-    assert_non_null(c);
-    assert_non_null(e);
-    *calls = atoll(c + strlen("\nvigil_sequencer_calls_total "));
-    *empty = atoll(e + strlen("\nvigil_sequencer_empty_calls_total "));
+    *calls = (long long)h_metric_in(r.body, "vigil_sequencer_calls_total");
+    *empty = (long long)h_metric_in(r.body, "vigil_sequencer_empty_calls_total");
     h_resp_free(&r);
 }
 

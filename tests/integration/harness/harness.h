@@ -286,6 +286,9 @@ void h_resp_free(h_resp *r);
  * `vigil_consumer_batches_total{consumer="webhooks"}`), or to -1 when no
  * line does. Returns 0 on a 200 answer, -1 otherwise (printed). */
 int h_metric(h_env *env, const char *key, const char *name, double *value);
+/* The same sample from a /metrics answer already read (`body`), or -1: for
+ * several samples that must come from one moment. */
+double h_metric_in(const char *body, const char *name);
 
 /* ---- Server-Sent Events -------------------------------------------------- */
 

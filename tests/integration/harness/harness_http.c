@@ -255,13 +255,17 @@ int h_metric(h_env *env, const char *key, const char *name, double *value)
         h_resp_free(&r);
         return -1;
     }
-    char pattern[256];
-    snprintf(pattern, sizeof pattern, "\n%s ", name);
-    const char *at = strstr(r.body, pattern);
-    if (at)
-        *value = atof(at + strlen(pattern));
+    *value = h_metric_in(r.body, name);
     h_resp_free(&r);
     return 0;
+}
+
+double h_metric_in(const char *body, const char *name)
+{
+    char pattern[256];
+    snprintf(pattern, sizeof pattern, "\n%s ", name);
+    const char *at = strstr(body, pattern);
+    return at ? atof(at + strlen(pattern)) : -1;
 }
 
 /* Formats the path and sends the request: shared by the verb wrappers. */
