@@ -1337,6 +1337,7 @@ static void bench_publisher(int with_seed)
      * process: where the publisher's rate goes on 2 shared cores. */
     double v_cpu[MAX_RUNS], v_nats[MAX_RUNS], v_vigil[MAX_RUNS];
     double x_cpu[MAX_RUNS], x_nats[MAX_RUNS], x_self[MAX_RUNS];
+    int short_runs = 0; /* runs after which the stream did not hold every event */
     for (int i = 0; i < runs; i++) {
         double raw = raw_publish(nc, evs, n, 0);
         ref[i] = raw > 0 ? (double)n / raw : -1;
@@ -1370,6 +1371,8 @@ static void bench_publisher(int with_seed)
         v_vigil[i] = proc_cpu_s(env->vigil_pid) * 1e6 / (double)n;
         h_vigil_stop(env, SIGTERM);
         long long stored = h_js_stream_msgs(env, "AML_EVENTS");
+        if (stored != n)
+            short_runs++;
         v[i] = (double)n / el;
         fprintf(stderr,
                 "bench 3 run %d: publisher %.0f ev/s (%.2f s, stream holds %lld), raw %.0f "
@@ -1393,22 +1396,28 @@ static void bench_publisher(int with_seed)
     r->reference = median(ref, runs);
     snprintf(r->ref_name, sizeof r->ref_name, "raw js_PublishMsgAsync + Msg-Id");
     snprintf(r->target, sizeof r->target, ">= 80%% of reference");
-    r->pass = r->reference > 0 && r->value >= 0.8 * r->reference;
+    /* A rate counts only if the stream holds every event afterwards (the
+     * publisher's cursor at N says JetStream acknowledged them; this is
+     * JetStream's own count). Order and content are the tests' concern
+     * (test_pipeline reads every message back). */
+    r->pass = r->reference > 0 && r->value >= 0.8 * r->reference && short_runs == 0;
     snprintf(r->note, sizeof r->note,
-             "%ld events; runs: %s ev/s (from `vigil serve` start, roles api+publisher, to cursor "
-             "= N, VIGIL_PUBLISH_WINDOW %ld); raw runs: %s msg/s (at most %ld in flight, same "
-             "bodies and Msg-Ids, stream BENCH_RAW). Same raw publish in stop-and-wait windows "
-             "of %ld (what the publisher does): %.0f msg/s; plus the publisher's "
-             "expected-last-seq/msg-id headers: %.0f msg/s (medians). Time to /healthz of "
-             "`vigil serve` (included above): %.2f s (median). The publisher's per-window read "
-             "(SELECT of a window, payload::text) alone, replayed over the whole log by this "
-             "client: %.2f s. Per-run ratios (publisher / raw of the same run): %s, median "
-             "%.2f. CPU per event (machine, us, medians): publisher run %.1f "
+             "%ld events; stream AML_EVENTS held all of them after %d of %d runs; runs: %s "
+             "ev/s (from `vigil serve` start, roles api+publisher, to cursor = N, "
+             "VIGIL_PUBLISH_WINDOW %ld); raw runs: %s msg/s (at most %ld in flight, same bodies "
+             "and Msg-Ids, stream BENCH_RAW). Same raw publish in stop-and-wait windows of %ld "
+             "(the publisher's window, but an ack per message): %.0f msg/s; plus the "
+             "publisher's expected-last-seq/msg-id headers: %.0f msg/s (medians). Time to "
+             "/healthz of `vigil serve` (included above): %.2f s (median). The publisher's "
+             "per-window read (SELECT of a window, payload::text) alone, replayed over the "
+             "whole log by this client: %.2f s. Per-run ratios (publisher / raw of the same "
+             "run): %s, median %.2f. CPU per event (machine, us, medians): publisher run %.1f "
              "(nats-server %.1f, vigil serve %.1f, the rest, mostly PostgreSQL, %.1f); raw with "
              "expect headers %.1f (nats-server %.1f, this client %.1f)",
-             n, rv, publish_window(), rr, publish_window(), publish_window(), median(win, runs),
-             median(winx, runs), median(startup, runs), read_s, rratio, median(ratio, runs),
-             median(v_cpu, runs), median(v_nats, runs), median(v_vigil, runs),
+             n, runs - short_runs, runs, rv, publish_window(), rr, publish_window(),
+             publish_window(), median(win, runs), median(winx, runs), median(startup, runs), read_s,
+             rratio, median(ratio, runs), median(v_cpu, runs), median(v_nats, runs),
+             median(v_vigil, runs),
              median(v_cpu, runs) - median(v_nats, runs) - median(v_vigil, runs),
              median(x_cpu, runs), median(x_nats, runs), median(x_self, runs));
     if (with_seed)

@@ -171,6 +171,14 @@ void api_metrics_get(api_ctx *ctx)
               "gauge", atomic_load(&p->pub.stream_ok));
         gauge(f, "vigil_publish_errors_total", "Publish windows not fully acknowledged.", "counter",
               (double)atomic_load(&p->pub.publish_errors));
+        fprintf(f,
+                "# HELP vigil_publish_windows_total Windows published, by how JetStream "
+                "acknowledged them: window (one ack for the whole window, chained "
+                "expectations) or each (an ack per event: VIGIL_PUBLISH_ACK_EACH=1, and after a "
+                "failed window).\n# TYPE vigil_publish_windows_total counter\n"
+                "vigil_publish_windows_total{acks=\"window\"} %lld\n"
+                "vigil_publish_windows_total{acks=\"each\"} %lld\n",
+                atomic_load(&p->pub.windows_chained), atomic_load(&p->pub.windows_each));
         gauge(f, "vigil_nats_reconnects_total", "Reconnections to NATS.", "counter",
               (double)atomic_load(&p->pub.reconnects));
         gauge(f, "vigil_events_republished_total",

@@ -22,8 +22,11 @@ typedef struct publisher {
     atomic_llong published_seq; /* cursor: every seq <= this is in the stream */
     atomic_llong publish_errors;
     atomic_llong reconnects;
-    atomic_llong republished;  /* events re-sent after a loss was detected */
-    atomic_llong missing_head; /* events missing below the stream's oldest message */
+    atomic_llong republished;     /* events re-sent after a loss was detected */
+    atomic_llong missing_head;    /* events missing below the stream's oldest message */
+    atomic_llong windows_chained; /* windows published with one ack (any size) */
+    atomic_llong windows_each;    /* windows published with an ack per event */
+    int fault_skip_one; /* VIGIL_FAULT=publisher_skip_one (tests); publisher thread only */
     pthread_mutex_t mu;
     char last_error[256];
     /* Handed to libnats: must outlive every connection the publisher made,

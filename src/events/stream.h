@@ -20,6 +20,10 @@
 #define HDR_SEQ         "Vigil-Seq"
 #define HDR_MSG_ID      "Nats-Msg-Id"
 #define HDR_REPAIR      "Vigil-Repair"
+/* JetStream's own headers, set by hand on messages published without a
+ * reply subject (libnats sets them only through jsPubOptions). */
+#define HDR_EXPECT_LAST_SEQ "Nats-Expected-Last-Sequence"
+#define HDR_EXPECT_LAST_ID  "Nats-Expected-Last-Msg-Id"
 
 /* Connection-state callbacks (may be NULL); `closure` is passed back. */
 typedef struct stream_callbacks {

@@ -63,6 +63,8 @@
       "events in flight to JetStream before waiting for their acks")                               \
     X(publish_ack_timeout_ms, "VIGIL_PUBLISH_ACK_TIMEOUT_MS", 5000, 100, 600000,                   \
       "how long the publisher waits for JetStream acks")                                           \
+    X(publish_ack_each, "VIGIL_PUBLISH_ACK_EACH", 0, 0, 1,                                         \
+      "1: JetStream acknowledges every event; 0: one ack confirms a whole window (chained)")       \
     X(sequencer_batch, "VIGIL_SEQUENCER_BATCH", 1000, 1, 100000,                                   \
       "outbox rows sequenced per transaction")                                                     \
     X(sequencer_poll_ms, "VIGIL_SEQUENCER_POLL_MS", 250, 10, 600000,                               \

@@ -942,18 +942,53 @@ static void wait_healthy(h_env *env, pid_t pid, const char *base_url, int port)
     assert_int_equal(status, 200);
 }
 
+/* One POST of n transactions for customer: one commit, so their events
+ * reach the publisher together. Returns the HTTP status, or -1 without an
+ * answer; on 201 the ids answered go to *into. */
+static long post_batch(h_env *env, const char *customer, const char *prefix, int n, loader *into)
+{
+    char body[16384], *p = body;
+    p += sprintf(p, "{\"transactions\": [");
+    for (int i = 0; i < n; i++)
+        p += sprintf(p,
+                     "%s{\"external_id\": \"%s-%d\", \"customer_id\": \"%s\", \"amount\":"
+                     " \"99.00\", \"currency\": \"EUR\", \"direction\": \"in\", \"channel\":"
+                     " \"wire\", \"occurred_at\": \"2024-03-01T12:00:00Z\"}",
+                     i ? ", " : "", prefix, i, customer);
+    sprintf(p, "]}");
+    h_resp r;
+    long status = h_post(env, env->admin_key, body, &r, "/transactions") == 0 ? r.status : -1;
+    if (status == 201) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(r.json, "items"), i, item)
+            loader_record(into, json_string_value(json_object_get(item, "id")));
+    }
+    h_resp_free(&r);
+    return status;
+}
+
+/* An env whose vigil runs without consumers (restart_without_consumers),
+ * so that only the test's own requests make events, and one customer
+ * (`name`) for them. */
+static h_env *setup_own_events(const char *name, char *customer, size_t customer_sz)
+{
+    h_env *env = h_setup(1);
+    assert_non_null(env);
+    restart_without_consumers(env);
+    char body[200];
+    snprintf(body, sizeof body, "{\"full_name\": \"%s\", \"country\": \"AT\"}", name);
+    create_customer(env, body, customer, customer_sz);
+    return env;
+}
+
 static void crash_between_puback_and_cursor(void **state)
 {
     (void)state;
-    h_env *env = h_setup(1);
-    assert_non_null(env);
-    /* Only the test's own requests make events, so the fault vigil's first
-     * window is the batch below. */
-    restart_without_consumers(env);
-    const char *roles[] = {"VIGIL_ROLES=api,sequencer,publisher", NULL};
+    /* The fault vigil's first window is the batch below. */
     char customer[40];
-    create_customer(env, "{\"full_name\": \"Crash Window\", \"country\": \"AT\"}", customer,
-                    sizeof customer);
+    h_env *env = setup_own_events("Crash Window", customer, sizeof customer);
+    const char *roles[] = {"VIGIL_ROLES=api,sequencer,publisher", NULL};
     loader l1, l2, batch = {0};
     loader_start(&l1, env, env->base_url, customer);
     expect_accepted(&l1, 20);
@@ -971,29 +1006,11 @@ static void crash_between_puback_and_cursor(void **state)
     assert_true(pid > 0);
     wait_healthy(env, pid, env->base_url, env->http_port);
 
-    /* One request, one commit: 20 transactions whose events form a window. */
-    char body[16384], *p = body;
-    p += sprintf(p, "{\"transactions\": [");
-    for (int i = 0; i < 20; i++)
-        p += sprintf(p,
-                     "%s{\"external_id\": \"crash-%d\", \"customer_id\": \"%s\", \"amount\":"
-                     " \"99.00\", \"currency\": \"EUR\", \"direction\": \"in\", \"channel\":"
-                     " \"wire\", \"occurred_at\": \"2024-03-01T12:00:00Z\"}",
-                     i ? ", " : "", i, customer);
-    sprintf(p, "]}");
-    h_resp r;
-    int rc = h_post(env, env->admin_key, body, &r, "/transactions");
-    /* The crash races the response; only an answered request counts as
+    /* One request, one commit: 20 transactions whose events form a window.
+     * The crash races the response; only an answered request counts as
      * accepted, the DB check below covers the rest. */
-    if (rc == 0 && r.status == 201) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(json_object_get(r.json, "items"), i, item)
-            loader_record(&batch, json_string_value(json_object_get(item, "id")));
-    }
-    fprintf(stderr, "batch POST: %s %ld, %zu ids\n", rc == 0 ? "status" : "no response",
-            rc == 0 ? r.status : -1L, batch.nids);
-    h_resp_free(&r);
+    long status = post_batch(env, customer, "crash", 20, &batch);
+    fprintf(stderr, "batch POST: status %ld, %zu ids\n", status, batch.nids);
     int code = h_proc_stop(pid, 0, 15000);
     long long after = cursor_seq(env), in_log = max_seq(env);
     long long in_stream = h_js_stream_msgs(env, STREAM);
@@ -1022,6 +1039,94 @@ static void crash_between_puback_and_cursor(void **state)
     loader_free(&l1);
     loader_free(&l2);
     loader_free(&batch);
+    teardown_ok(env);
+}
+
+/* The publisher's windows by acknowledgment, from one /metrics answer. */
+static void window_counts(h_env *env, double *chained, double *each, double *errors)
+{
+    h_resp r;
+    assert_int_equal(h_get(env, env->admin_key, &r, "/metrics"), 0);
+    assert_int_equal(r.status, 200);
+    *chained = h_metric_in(r.body, "vigil_publish_windows_total{acks=\"window\"}");
+    *each = h_metric_in(r.body, "vigil_publish_windows_total{acks=\"each\"}");
+    *errors = h_metric_in(r.body, "vigil_publish_errors_total");
+    h_resp_free(&r);
+}
+
+/* ---- 5b. a message of a window lost on the way --------------------------------- */
+
+/* By default JetStream acknowledges only a window's last message; the
+ * others go without a reply subject and the chained expectations make that
+ * one ack stand for all. A vigil that loses one message in the middle of a
+ * window (VIGIL_FAULT=publisher_skip_one: it is never sent) must not take
+ * the window's last ack, or its refusal, for more than it is: it finds from
+ * the stream's tail how far the window got and publishes the rest, each
+ * event once and in order, acknowledging each event until a window goes
+ * through. Then, with VIGIL_PUBLISH_ACK_EACH=1, every window is
+ * acknowledged per event. */
+static void window_message_lost(void **state)
+{
+    (void)state;
+    char customer[40];
+    h_env *env = setup_own_events("Lost Message", customer, sizeof customer);
+    const char *roles[] = {"VIGIL_ROLES=api,sequencer,publisher", NULL};
+    loader first = {0}, lost = {0}, after = {0}, each = {0};
+    assert_int_equal(post_batch(env, customer, "chain-a", 20, &first), 201);
+    verify_stream(env, (loader *const[]){&first}, 1);
+    double chained, acked_each, errors;
+    window_counts(env, &chained, &acked_each, &errors);
+    fprintf(stderr, "windows: %.0f with one ack, %.0f acked per event, %.0f errors\n", chained,
+            acked_each, errors);
+    assert_true(chained >= 1);
+    assert_true(acked_each == 0);
+    assert_true(errors == 0);
+
+    /* A vigil that drops the middle message of its first window of 3 or more. */
+    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
+    const char *fault[] = {"VIGIL_FAULT=publisher_skip_one", roles[0], NULL};
+    const char *serve[] = {"serve", NULL};
+    char fault_log[H_PATH_SIZE];
+    pid_t pid = h_vigil_spawn(env, fault, serve, fault_log, sizeof fault_log);
+    assert_true(pid > 0);
+    wait_healthy(env, pid, env->base_url, env->http_port);
+    assert_int_equal(post_batch(env, customer, "chain-b", 20, &lost), 201);
+    verify_stream(env, (loader *const[]){&first, &lost}, 2);
+    window_counts(env, &chained, &acked_each, &errors);
+    fprintf(stderr, "fault vigil: windows %.0f with one ack, %.0f acked per event, %.0f errors\n",
+            chained, acked_each, errors);
+    show_pipeline_log(fault_log);
+    assert_int_equal(log_count(fault_log, "fault injection"), 1);
+    /* JetStream refused the messages after the gap, the window's last among
+     * them; the window failed, and the next was acknowledged per event. */
+    assert_true(log_count(fault_log, "JetStream refused seq") >= 1);
+    assert_true(errors >= 1);
+    assert_true(acked_each >= 1);
+    assert_int_equal(log_count(fault_log, "publishing them again"), 0);
+    /* Later windows have one ack again. */
+    double chained_before = chained;
+    assert_int_equal(post_batch(env, customer, "chain-c", 20, &after), 201);
+    verify_stream(env, (loader *const[]){&first, &lost, &after}, 3);
+    window_counts(env, &chained, &acked_each, &errors);
+    assert_true(chained > chained_before);
+    assert_int_equal(h_proc_stop(pid, SIGTERM, 15000), 0);
+
+    /* VIGIL_PUBLISH_ACK_EACH=1: an ack per event, no window with one ack. */
+    const char *each_env[] = {"VIGIL_PUBLISH_ACK_EACH=1", roles[0], NULL};
+    assert_int_equal(h_vigil_start(env, each_env), 0);
+    assert_int_equal(post_batch(env, customer, "chain-d", 20, &each), 201);
+    verify_stream(env, (loader *const[]){&first, &lost, &after, &each}, 4);
+    window_counts(env, &chained, &acked_each, &errors);
+    fprintf(stderr, "VIGIL_PUBLISH_ACK_EACH=1: windows %.0f with one ack, %.0f per event\n",
+            chained, acked_each);
+    assert_true(chained == 0);
+    assert_true(acked_each >= 1);
+    assert_true(errors == 0);
+
+    loader_free(&first);
+    loader_free(&lost);
+    loader_free(&after);
+    loader_free(&each);
     teardown_ok(env);
 }
 
@@ -1119,6 +1224,7 @@ int main(void)
         cmocka_unit_test(network_faults),         cmocka_unit_test(nats_down_at_start),
         cmocka_unit_test(seed_demonstration),     cmocka_unit_test(crash_between_puback_and_cursor),
         cmocka_unit_test(two_instances_failover), cmocka_unit_test(stream_purged),
+        cmocka_unit_test(window_message_lost),
     };
     if (getenv("PIPELINE_TEST"))
         cmocka_set_test_filter(getenv("PIPELINE_TEST"));
