@@ -59,6 +59,7 @@ struct api_ctx {
     int nparams;
 
     api_key_info key; /* authenticated caller (role 0 on public routes) */
+    int key_cached;   /* key came from keys_authenticate_cached: not checked against the DB */
     PGconn *db;       /* borrowed by api_db(), returned after the handler */
 
     /* the reply, set by api_reply_* */
@@ -87,6 +88,12 @@ struct api_ctx {
 /* Borrows a database connection for this request (released automatically
  * after the handler). NULL with VG_E_UNAVAILABLE in err. */
 PGconn *api_db(api_ctx *ctx, vg_error *err);
+
+/* For a handler whose key came from the cache (ctx->key_cached) and that
+ * will not have the database check it in its write (vigil_ingest_keyed):
+ * looks the key up now, as every other route does. VG_OK, or the refusal
+ * (401) to reply with. */
+vg_status api_key_recheck(api_ctx *ctx, vg_error *err);
 
 /* Parses the body as a JSON object or array: checks Content-Type, size,
  * nesting depth (VIGIL_MAX_JSON_DEPTH) and UTF-8. NULL with err (400/413/415). */

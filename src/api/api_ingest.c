@@ -34,6 +34,7 @@
 #include <microhttpd.h>
 
 #include "store/db.h"
+#include "store/store_keys.h"
 #include "store/store_work.h"
 #include "util/log.h"
 
@@ -41,6 +42,7 @@ typedef struct waiter {
     struct MHD_Connection *conn; /* parked request to resume when done; NULL: a blocked caller */
     char *text;                  /* the item as JSON, dumped by its own thread */
     size_t len;
+    char key_id[37]; /* the request's API key, checked again in the flush's transaction */
     struct waiter *next;
     pthread_cond_t cv; /* signalled when done, or when it may lead */
     int done;
@@ -124,9 +126,25 @@ static void answer_error(waiter *w, const vg_error *err)
     w->err.items = err->items ? json_deep_copy(err->items) : NULL;
 }
 
+/* vigil_ingest_keyed checks the items' API keys first, in the transaction
+ * that writes (migration 0024): the request was authenticated from a cache
+ * (keys_authenticate_cached). */
 static db_stmt ingest_rows = DB_STMT("SELECT idx, duplicate, tx->>'id', " TX_ANSWER_ITEM_SQL
-                                     " FROM vigil_ingest($1::jsonb) ORDER BY idx",
-                                     1);
+                                     " FROM vigil_ingest_keyed($1::jsonb, $2::uuid[]) ORDER BY idx",
+                                     2);
+
+/* The distinct API keys of n waiters, as an array literal. */
+static void keys_of(waiter *const *g, int n, db_array *keys)
+{
+    db_array_init(keys);
+    for (int i = 0; i < n; i++) {
+        int seen = !g[i]->key_id[0]; /* none: nothing to check */
+        for (int j = 0; j < i && !seen; j++)
+            seen = strcmp(g[j]->key_id, g[i]->key_id) == 0;
+        if (!seen)
+            db_array_add(keys, g[i]->key_id);
+    }
+}
 
 /* Runs the n waiters of `all` as one vigil_ingest and answers each. */
 static void flush(PGconn *db, waiter *const *all, int n)
@@ -150,9 +168,12 @@ static void flush(PGconn *db, waiter *const *all, int n)
         }
         text[len++] = ']';
         text[len] = '\0';
-        const char *p[] = {text};
+        db_array keys;
+        keys_of(g, n, &keys);
+        const char *p[] = {text, keys.text};
         vg_error err = {0};
         PGresult *r = db_exec_stmt(db, &ingest_rows, p, &err);
+        db_array_free(&keys);
         atomic_fetch_add(&ing.flushes, 1);
         atomic_fetch_add(&ing.items, n);
         long long big = atomic_load(&ing.largest);
@@ -170,8 +191,23 @@ static void flush(PGconn *db, waiter *const *all, int n)
                     n);
             PQclear(r);
         }
-        /* Items refused by index: answer them, send the rest again. */
+        /* Items refused by index: answer them, send the rest again. A
+         * key refused (revoked or expired since it was cached; its id in
+         * err.items): its items, likewise, and no more of it from the
+         * cache. */
         int refused = 0;
+        const char *bad_key =
+            err.code == VG_E_UNAUTHORIZED ? json_string_value(json_array_get(err.items, 0)) : NULL;
+        if (bad_key) {
+            keys_cache_forget(bad_key);
+            for (int i = 0; i < n; i++) {
+                if (strcmp(g[i]->key_id, bad_key) != 0)
+                    continue;
+                vg_fail(&g[i]->err, VG_E_UNAUTHORIZED, "Authorization", "%s", err.detail);
+                g[i]->st = VG_E_UNAUTHORIZED;
+                refused++;
+            }
+        }
         size_t k;
         json_t *e;
         if (err.code == VG_E_INVALID && json_array_size(err.items) > 0) {
@@ -302,24 +338,25 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-static waiter *waiter_new(json_t *item)
+static waiter *waiter_new(json_t *item, const char *key_id)
 {
     waiter *w = calloc(1, sizeof *w);
     if (!w || !(w->text = json_dumps(item, JSON_COMPACT)))
         abort();
+    snprintf(w->key_id, sizeof w->key_id, "%s", key_id);
     w->len = strlen(w->text);
     pthread_cond_init(&w->cv, NULL);
     return w;
 }
 
-api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item)
+api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item, const char *key_id)
 {
     pthread_mutex_lock(&ing.mu);
     int ok = ing.nflushers > 0 && !ing.stopping;
     pthread_mutex_unlock(&ing.mu);
     if (!ok)
         return NULL;
-    waiter *w = waiter_new(item);
+    waiter *w = waiter_new(item, key_id);
     w->conn = conn;
     pthread_mutex_lock(&ing.mu);
     if (ing.stopping) {
@@ -371,10 +408,10 @@ void api_ingest_ticket_free(api_ingest_ticket *w)
     free(w);
 }
 
-vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int *created,
-                         vg_error *err)
+vg_status api_ingest_one(PGconn *db, json_t *item, const char *key_id, char **out, char id[37],
+                         int *created, vg_error *err)
 {
-    waiter *w = waiter_new(item);
+    waiter *w = waiter_new(item, key_id);
     pthread_mutex_lock(&ing.mu);
     if (ing.max_running == 0) { /* coalescing off: every request alone */
         pthread_mutex_unlock(&ing.mu);

@@ -48,11 +48,14 @@ typedef struct waiter api_ingest_ticket;
 /* Parks a request from its access handler: suspends `conn` and queues the
  * validated item for the next flush; the flusher resumes the connection
  * once the item is answered, libmicrohttpd calls the handler again, and the
- * handler reads the answer with api_ingest_collect. So no HTTP worker
+ * handler reads the answer with api_ingest_collect. `key_id` is the
+ * request's API key (an id from keys_authenticate_cached): the flush checks
+ * it again in the transaction that writes, and answers 401 when it was
+ * revoked or expired meanwhile. So no HTTP worker
  * thread waits for the database meanwhile (its other connections, event
  * streams among them, go on being served). NULL when there are no flushers
  * (VIGIL_INGEST_FLUSHES=0) or they are stopping: use api_ingest_one. */
-api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item);
+api_ingest_ticket *api_ingest_park(struct MHD_Connection *conn, json_t *item, const char *key_id);
 
 /* The answer of a resumed request, as api_ingest_one gives it; frees t. */
 vg_status api_ingest_collect(api_ingest_ticket *t, char **out, char id[37], int *created,
@@ -64,8 +67,8 @@ void api_ingest_ticket_free(api_ingest_ticket *t);
 /* Ingests one validated, canonical item (tx_body_decode's) on `db`, joined
  * with concurrent callers. On VG_OK *out (malloc'd) is the transaction's JSON
  * with "duplicate", *id its id and *created 1 when it was new. */
-vg_status api_ingest_one(PGconn *db, json_t *item, char **out, char id[37], int *created,
-                         vg_error *err);
+vg_status api_ingest_one(PGconn *db, json_t *item, const char *key_id, char **out, char id[37],
+                         int *created, vg_error *err);
 
 /* Prometheus lines: flushes, items, items per flush, retries. */
 void api_ingest_render(FILE *f);

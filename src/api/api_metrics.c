@@ -18,6 +18,7 @@
 #include "consumers/webhooks.h"
 #include "events/pipeline.h"
 #include "events/sse.h"
+#include "store/store_keys.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -202,6 +203,15 @@ void api_metrics_get(api_ctx *ctx)
               "The sequencer's outbox watermark: every outbox id below it is sequenced.", "gauge",
               (double)atomic_load(&p->seq.outbox_low));
     }
+    long long key_hits, key_misses;
+    keys_cache_stats(&key_hits, &key_misses);
+    gauge(f, "vigil_api_key_cache_hits_total",
+          "POST /transactions authenticated from the key cache (the key is checked again in the "
+          "write's transaction).",
+          "counter", (double)key_hits);
+    gauge(f, "vigil_api_key_cache_misses_total",
+          "POST /transactions whose key was looked up in the database (then cached).", "counter",
+          (double)key_misses);
     consumer_metrics(f, db);
     webhook_metrics(f, db);
     gauge(f, "vigil_sse_clients", "Open /events/stream connections.", "gauge",

@@ -38,11 +38,25 @@ void api_transactions_post(api_ctx *ctx)
     vg_status st = body ? tx_body_decode(body, ctx->state->cfg->max_batch, now_epoch_us(), &items,
                                          &batch, &err)
                         : err.code;
+    /* The key came from the cache (server.c): only a single transaction
+     * has it checked again where it writes; a batch, and a refusal (whose
+     * 401 must come first, as on every route), look it up now. */
+    if ((st != VG_OK || batch) && ctx->key_cached) {
+        vg_error kerr = {0};
+        if (api_key_recheck(ctx, &kerr) != VG_OK) {
+            json_decref(items);
+            json_decref(body);
+            vg_error_clear(&err);
+            api_reply_error(ctx, &kerr);
+            vg_error_clear(&kerr);
+            return;
+        }
+    }
     if (items && !batch) {
         /* One transaction: joined with concurrent ones (api_ingest.h),
          * parked meanwhile so that this worker thread serves its other
          * connections; tx_single_resumed replies. */
-        ctx->parked = api_ingest_park(ctx->conn, json_array_get(items, 0));
+        ctx->parked = api_ingest_park(ctx->conn, json_array_get(items, 0), ctx->key.id);
         if (ctx->parked) {
             ctx->parked_free = (void (*)(void *))api_ingest_ticket_free;
             ctx->resume = tx_single_resumed;
@@ -53,7 +67,9 @@ void api_transactions_post(api_ctx *ctx)
         PGconn *db = api_db(ctx, &err);
         char id[37];
         int created = 0;
-        st = db ? api_ingest_one(db, json_array_get(items, 0), &out, id, &created, &err) : err.code;
+        st =
+            db ? api_ingest_one(db, json_array_get(items, 0), ctx->key.id, &out, id, &created, &err)
+               : err.code;
         if (st == VG_OK)
             snprintf(ctx->location, sizeof ctx->location, "/transactions/%s", id);
         api_reply_result(ctx, st, created ? 201 : 200, out, &err);

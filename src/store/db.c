@@ -318,6 +318,18 @@ vg_status db_map_error(PGconn *conn, const PGresult *res, vg_error *err)
         return vg_fail(err, VG_E_INVALID, NULL, "%s",
                        PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
     }
+    if (strcmp(state, "VG401") == 0) {
+        /* vigil_keys_usable (migration 0024): the key's id, when it names
+         * one, goes to err->items[0] for the ingest flush; the message is
+         * keys_authenticate's. */
+        const char *key = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+        if (err) {
+            vg_error_clear(err);
+            err->items = key ? json_pack("[s]", key) : NULL;
+        }
+        return vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "%s",
+                       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    }
     if (strcmp(state, "23505") == 0)
         return vg_fail(err, VG_E_CONFLICT, NULL, "a record with this key already exists");
     log_error("database error %s: %.*s", state, (int)strcspn(msg, "\n"), msg);

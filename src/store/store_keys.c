@@ -20,10 +20,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain/timeparse.h"
 #include "store/db.h"
 #include "util/hex.h"
 #include "util/log.h"
@@ -132,7 +135,8 @@ vg_status keys_create(PGconn *c, const char *role, const char *name, const char 
     return VG_OK;
 }
 
-vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err)
+/* The hash of a secret that has a key's shape; VG_E_UNAUTHORIZED otherwise. */
+static vg_status hash_of_secret(const char *secret, char want[65], vg_error *err)
 {
     /* Anything but a key's alphabet cannot be a key (and must not reach
      * SQL as a prefix that is not valid UTF-8). */
@@ -140,9 +144,22 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
     if (n < KEY_PREFIX_LEN || strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                              "0123456789-_") != n)
         return vg_fail(err, VG_E_UNAUTHORIZED, "Authorization", "unknown API key");
+    return keys_hash_hex(secret, want, err) == VG_OK ? VG_OK : VG_E_INTERNAL;
+}
+
+static vg_status authenticate_hashed(PGconn *c, const char *secret, const char want[65],
+                                     api_key_info *info, vg_error *err);
+
+vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err)
+{
     char want[65];
-    if (keys_hash_hex(secret, want, err) != VG_OK)
-        return VG_E_INTERNAL;
+    vg_status st = hash_of_secret(secret, want, err);
+    return st == VG_OK ? authenticate_hashed(c, secret, want, info, err) : st;
+}
+
+static vg_status authenticate_hashed(PGconn *c, const char *secret, const char want[65],
+                                     api_key_info *info, vg_error *err)
+{
     char prefix[KEY_PREFIX_LEN + 1];
     snprintf(prefix, sizeof prefix, "%.*s", KEY_PREFIX_LEN, secret);
     const char *p[] = {prefix};
@@ -234,4 +251,75 @@ json_t *keys_list(PGconn *c, vg_error *err)
     json_t *j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
     PQclear(r);
     return j;
+}
+
+/* ---- the ingest path's cache (store_keys.h, keys_authenticate_cached) ---- */
+
+#define KEY_CACHE_SIZE   64
+#define KEY_CACHE_TTL_US (60 * 1000000LL)
+
+static struct {
+    char hash[65]; /* "" = free slot */
+    api_key_info info;
+    int64_t at_us; /* mono_us() of the lookup */
+} key_cache[KEY_CACHE_SIZE];
+static pthread_mutex_t key_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_llong key_cache_hits, key_cache_misses;
+
+vg_status keys_authenticate_cached(PGconn *c, const char *secret, api_key_info *info, int *cached,
+                                   vg_error *err)
+{
+    *cached = 0;
+    char want[65];
+    vg_status st = hash_of_secret(secret, want, err);
+    if (st != VG_OK)
+        return st;
+    int64_t now = mono_us();
+    pthread_mutex_lock(&key_cache_mu);
+    for (int i = 0; i < KEY_CACHE_SIZE && !*cached; i++)
+        if (key_cache[i].hash[0] && now - key_cache[i].at_us < KEY_CACHE_TTL_US &&
+            CRYPTO_memcmp(key_cache[i].hash, want, 64) == 0) {
+            *info = key_cache[i].info;
+            *cached = 1;
+        }
+    pthread_mutex_unlock(&key_cache_mu);
+    if (*cached) {
+        atomic_fetch_add(&key_cache_hits, 1);
+        return VG_OK;
+    }
+    atomic_fetch_add(&key_cache_misses, 1);
+    if ((st = authenticate_hashed(c, secret, want, info, err)) != VG_OK)
+        return st;
+    /* Into a free slot, one expired or holding this key, else the oldest. */
+    pthread_mutex_lock(&key_cache_mu);
+    int slot = 0;
+    for (int i = 0; i < KEY_CACHE_SIZE; i++) {
+        if (!key_cache[i].hash[0] || now - key_cache[i].at_us >= KEY_CACHE_TTL_US ||
+            memcmp(key_cache[i].hash, want, 64) == 0) {
+            slot = i;
+            break;
+        }
+        if (key_cache[i].at_us < key_cache[slot].at_us)
+            slot = i;
+    }
+    memcpy(key_cache[slot].hash, want, sizeof key_cache[slot].hash);
+    key_cache[slot].info = *info;
+    key_cache[slot].at_us = now;
+    pthread_mutex_unlock(&key_cache_mu);
+    return VG_OK;
+}
+
+void keys_cache_forget(const char *id)
+{
+    pthread_mutex_lock(&key_cache_mu);
+    for (int i = 0; i < KEY_CACHE_SIZE; i++)
+        if (key_cache[i].hash[0] && strcmp(key_cache[i].info.id, id) == 0)
+            key_cache[i].hash[0] = '\0';
+    pthread_mutex_unlock(&key_cache_mu);
+}
+
+void keys_cache_stats(long long *hits, long long *misses)
+{
+    *hits = atomic_load(&key_cache_hits);
+    *misses = atomic_load(&key_cache_misses);
 }

@@ -52,8 +52,25 @@ vg_status keys_create(PGconn *c, const char *role, const char *name, const char 
  * database is down. */
 vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err);
 
+/* keys_authenticate for POST /transactions, from a per-process cache of
+ * keys that authenticated in the last minute (*cached = 1; no database
+ * round trip), else looked up and cached. A cached key may have been
+ * revoked or have expired since: the caller must have the database check
+ * the key again in the transaction that writes (vigil_ingest_keyed, as the
+ * ingest flush does), or call keys_authenticate before anything else. A
+ * key is looked up (and its last use recorded) at least once a minute while
+ * it is used. Only keys that authenticated are cached (by the SHA-256 of
+ * their secret); at most 64, the oldest replaced. Thread-safe. */
+vg_status keys_authenticate_cached(PGconn *c, const char *secret, api_key_info *info, int *cached,
+                                   vg_error *err);
+/* Drops key `id` from that cache (its next request is looked up). */
+void keys_cache_forget(const char *id);
+/* The cache's hits and misses so far (for /metrics). */
+void keys_cache_stats(long long *hits, long long *misses);
+
 /* Revokes the key whose id or prefix is `id_or_prefix` (at once: every
- * request looks the key up). *already = 1 when it was revoked before (no
+ * request looks the key up, and an ingest request's key is checked again
+ * in its write transaction). *already = 1 when it was revoked before (no
  * change). VG_E_NOT_FOUND; VG_E_CONFLICT when a prefix names several keys. */
 vg_status keys_revoke(PGconn *c, const char *id_or_prefix, api_key_info *info, int *already,
                       vg_error *err);

@@ -16,6 +16,7 @@
  */
 #include "harness.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -383,6 +384,18 @@ static long status_of(h_env *env, const char *method, const char *path, const ch
     return status;
 }
 
+/* Revokes the key whose secret is `key` with plain SQL, as an operator's
+ * script or another instance would: no process of this test is told. */
+static void revoke_in_db(h_env *env, const char *key)
+{
+    assert_int_equal(h_db_count(env,
+                                "WITH u AS (UPDATE api_keys SET revoked_at = now()"
+                                " WHERE key_hash = sha256(convert_to($1, 'UTF8')) RETURNING 1)"
+                                " SELECT count(*) FROM u",
+                                key),
+                     1);
+}
+
 /* A key revoked in the database stops working at once: no cache outlives it. */
 static void revoked_key_is_refused(void **state)
 {
@@ -402,12 +415,7 @@ static void revoked_key_is_refused(void **state)
                                 " AND key_hash = sha256(convert_to($1, 'UTF8'))",
                                 key),
                      1);
-    assert_int_equal(h_db_count(f->env,
-                                "WITH u AS (UPDATE api_keys SET revoked_at = now()"
-                                " WHERE key_hash = sha256(convert_to($1, 'UTF8')) RETURNING 1)"
-                                " SELECT count(*) FROM u",
-                                key),
-                     1);
+    revoke_in_db(f->env, key);
     assert_int_equal(status_of(f->env, "GET", "/customers", key, NULL, &problem), 401);
     assert_true(problem);
     assert_int_equal(status_of(f->env, "POST", "/transactions", key, "{}", &problem), 401);
@@ -415,6 +423,175 @@ static void revoked_key_is_refused(void **state)
     /* The other admin key is untouched. */
     assert_int_equal(status_of(f->env, "GET", "/customers", f->env->admin_key, NULL, &problem),
                      200);
+}
+
+/* POST /transactions authenticates from a cache of keys that worked in the
+ * last minute (store_keys.h); a single transaction's key is checked again in
+ * the transaction that writes it (vigil_ingest_keyed), anything else looks
+ * the key up. So a key revoked or expired while cached writes nothing more,
+ * answers 401 before any validation, and other keys' requests are not
+ * affected. */
+typedef struct poster {
+    h_env *env;
+    const char *key, *customer, *tag;
+    int ok, unauthorized, other;
+    pthread_t th;
+} poster;
+
+static long post_tx(h_env *env, const char *key, const char *customer, const char *ext,
+                    char *detail, size_t detailsz)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"external_id\": \"%s\", \"customer_id\": \"%s\", \"amount\": \"10.00\","
+             " \"currency\": \"EUR\", \"direction\": \"in\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2026-03-01T12:00:00Z\"}",
+             ext, customer);
+    h_resp r;
+    long status = h_post(env, key, body, &r, "/transactions") == 0 ? r.status : -1;
+    if (detail)
+        snprintf(detail, detailsz, "%s",
+                 r.json ? json_string_value(json_object_get(r.json, "detail")) : "");
+    if (status == 401 && !is_problem(&r, 401))
+        status = -401;
+    h_resp_free(&r);
+    return status;
+}
+
+/* A new ingest key, used once (201) for `ext`: now in vigil's key cache. */
+static void cached_ingest_key(h_env *env, const char *customer, const char *ext, char *key,
+                              size_t keysz)
+{
+    assert_int_equal(h_key_create(env, "ingest", key, keysz), 0);
+    assert_int_equal(post_tx(env, key, customer, ext, NULL, 0), 201);
+}
+
+static void *poster_main(void *arg)
+{
+    poster *p = arg;
+    for (int i = 0; i < 20; i++) {
+        char ext[64];
+        snprintf(ext, sizeof ext, "%s-%d", p->tag, i);
+        long st = post_tx(p->env, p->key, p->customer, ext, NULL, 0);
+        if (st == 201)
+            p->ok++;
+        else if (st == 401)
+            p->unauthorized++;
+        else
+            p->other++;
+    }
+    return NULL;
+}
+
+static double metric(h_env *env, const char *name)
+{
+    double v = -1;
+    assert_int_equal(h_metric(env, env->admin_key, name, &v), 0);
+    return v;
+}
+
+static void cached_ingest_key_rechecked(void **state)
+{
+    fixture *f = *state;
+    h_env *env = f->env;
+    h_resp r;
+    assert_int_equal(h_post(env, env->admin_key,
+                            "{\"full_name\": \"Cache Check\", \"country\": \"DE\"}", &r,
+                            "/customers"),
+                     0);
+    assert_int_equal(r.status, 201);
+    char customer[40];
+    snprintf(customer, sizeof customer, "%s", json_string_value(json_object_get(r.json, "id")));
+    h_resp_free(&r);
+    char key[256], other[256], detail[300];
+    assert_int_equal(h_key_create(env, "ingest", key, sizeof key), 0);
+    assert_int_equal(h_key_create(env, "ingest", other, sizeof other), 0);
+
+    double misses0 = metric(env, "vigil_api_key_cache_misses_total");
+    double hits0 = metric(env, "vigil_api_key_cache_hits_total");
+    assert_int_equal(post_tx(env, key, customer, "kc-1", NULL, 0), 201);
+    assert_int_equal(post_tx(env, key, customer, "kc-2", NULL, 0), 201);
+    assert_int_equal(post_tx(env, other, customer, "kc-o1", NULL, 0), 201);
+    /* One lookup per key, then the cache. */
+    assert_true(metric(env, "vigil_api_key_cache_misses_total") - misses0 == 2);
+    assert_true(metric(env, "vigil_api_key_cache_hits_total") - hits0 == 1);
+
+    revoke_in_db(env, key);
+    /* Cached, revoked: the write's transaction refuses it. */
+    double hits1 = metric(env, "vigil_api_key_cache_hits_total");
+    assert_int_equal(post_tx(env, key, customer, "kc-3", detail, sizeof detail), 401);
+    assert_non_null(strstr(detail, "revoked"));
+    assert_true(metric(env, "vigil_api_key_cache_hits_total") - hits1 == 1);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM transactions WHERE external_id = 'kc-3'"), 0);
+    /* The refusal dropped it from the cache: looked up from now on. */
+    double misses1 = metric(env, "vigil_api_key_cache_misses_total");
+    assert_int_equal(post_tx(env, key, customer, "kc-4", detail, sizeof detail), 401);
+    assert_true(metric(env, "vigil_api_key_cache_misses_total") - misses1 == 1);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM transactions WHERE external_id LIKE 'kc-_'"), 2);
+
+    /* Revoked while cached, then a body that does not validate, and a
+     * batch: 401 first, as on every route, nothing written. */
+    char key2[256];
+    cached_ingest_key(env, customer, "kd-1", key2, sizeof key2);
+    revoke_in_db(env, key2);
+    assert_int_equal(h_post(env, key2, "{\"external_id\": \"kd-bad\"}", &r, "/transactions"), 0);
+    assert_true(is_problem(&r, 401));
+    h_resp_free(&r);
+    assert_int_equal(post_tx(env, key2, customer, "kd-2", NULL, 0), 401);
+    char batch[1024];
+    snprintf(batch, sizeof batch,
+             "{\"transactions\": [{\"external_id\": \"kd-b1\", \"customer_id\": \"%s\","
+             " \"amount\": \"1.00\", \"currency\": \"EUR\", \"direction\": \"in\", \"channel\":"
+             " \"wire\", \"occurred_at\": \"2026-03-01T12:00:00Z\"}]}",
+             customer);
+    char key3[256];
+    cached_ingest_key(env, customer, "ke-1", key3, sizeof key3);
+    revoke_in_db(env, key3);
+    assert_int_equal(h_post(env, key3, batch, &r, "/transactions"), 0);
+    assert_true(is_problem(&r, 401));
+    h_resp_free(&r);
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM transactions WHERE external_id LIKE 'kd-%'"
+                                " OR external_id = 'kd-b1'"),
+                     1);
+
+    /* Expired while cached. */
+    char ekey[256];
+    const char *create[] = {"create",   "--role",       "ingest", "--name",
+                            "expiring", "--expires-in", "3s",     NULL};
+    assert_int_equal(keys_cli(env, ekey, sizeof ekey, create), 0);
+    assert_int_equal(post_tx(env, ekey, customer, "kx-1", NULL, 0), 201);
+    h_sleep_ms(3200);
+    assert_int_equal(post_tx(env, ekey, customer, "kx-2", detail, sizeof detail), 401);
+    assert_non_null(strstr(detail, "expired at"));
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM transactions WHERE external_id = 'kx-2'"), 0);
+
+    /* A revoked key and a good one posting at the same time (their
+     * requests share flushes): every request of the good one is written. */
+    char key4[256];
+    cached_ingest_key(env, customer, "kf-0", key4, sizeof key4);
+    revoke_in_db(env, key4);
+    poster pr[4] = {{env, key4, customer, "kf-a", 0, 0, 0, 0},
+                    {env, other, customer, "kg-a", 0, 0, 0, 0},
+                    {env, key4, customer, "kf-b", 0, 0, 0, 0},
+                    {env, other, customer, "kg-b", 0, 0, 0, 0}};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&pr[i].th, NULL, poster_main, &pr[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(pr[i].th, NULL);
+    for (int i = 0; i < 4; i++)
+        fprintf(stderr, "%s: %d written, %d refused (401), %d other\n", pr[i].tag, pr[i].ok,
+                pr[i].unauthorized, pr[i].other);
+    assert_int_equal(pr[0].unauthorized + pr[2].unauthorized, 40);
+    assert_int_equal(pr[1].ok + pr[3].ok, 40);
+    assert_int_equal(pr[0].other + pr[1].other + pr[2].other + pr[3].other, 0);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM transactions WHERE external_id LIKE 'kf-_-%'"), 0);
+    assert_int_equal(
+        h_db_count(env, "SELECT count(*) FROM transactions WHERE external_id LIKE 'kg-_-%'"), 40);
 }
 
 /* The detail of a 401 says what is wrong with a key that once worked. */
@@ -499,6 +676,7 @@ int main(void)
         cmocka_unit_test(routing_table_matches_policy),
         cmocka_unit_test(role_matrix),
         cmocka_unit_test(revoked_key_is_refused),
+        cmocka_unit_test(cached_ingest_key_rechecked),
         cmocka_unit_test(key_states_are_explained),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
