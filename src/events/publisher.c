@@ -30,8 +30,8 @@
  * chain) and the publisher acknowledges each event until a window goes
  * through, so a refusal names its event. Per event this saves JetStream an
  * ack to build and route and libnats a reply inbox, a pending-ack entry and
- * an ack to parse: benchmark 3 measured 25.6 against 41.2 us of CPU per
- * event (bench/ANALYSIS.md).
+ * an ack to parse: in benchmark 3 the machine spent 27.5-29.0 against
+ * 45.1-45.9 us of CPU per event (bench/ANALYSIS.md).
  *
  * Loss detection: at the start of every term, after every reconnect and
  * after every failure the tail of the stream is read. A tail behind the
