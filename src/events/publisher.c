@@ -440,9 +440,8 @@ static int publish_window(publisher *p, natsConnection *nc, jsCtx *js, PGconn *c
     } else {
         PQclear(next);
     }
-    if (contiguous < n && chained) {
-        /* The window's one ack speaks for the window: say which it was. */
-        char why[200];
+    if (contiguous < n) {
+        char why[256];
         if (w->error[0])
             snprintf(why, sizeof why, "%s", w->error);
         else if (s != NATS_OK)
@@ -450,18 +449,13 @@ static int publish_window(publisher *p, natsConnection *nc, jsCtx *js, PGconn *c
         else
             snprintf(why, sizeof why, "no acknowledgment from JetStream within %ldms: %s",
                      p->cfg->publish_ack_timeout_ms, natsStatus_GetText(done));
-        set_error(p,
-                  "window of seqs %lld..%lld not confirmed (%s); re-reading the stream's tail "
-                  "and acknowledging each event until a window goes through",
-                  cursor + 1, cursor + n, why);
-    } else if (contiguous < n) {
-        if (w->error[0])
-            set_error(p, "%s", w->error);
-        else if (s != NATS_OK)
-            set_error(p, "publish failed: %s", natsStatus_GetText(s));
+        if (chained) /* the window's one ack speaks for the window: say which it was */
+            set_error(p,
+                      "window of seqs %lld..%lld not confirmed (%s); re-reading the stream's "
+                      "tail and acknowledging each event until a window goes through",
+                      cursor + 1, cursor + n, why);
         else
-            set_error(p, "no acknowledgment from JetStream within %ldms: %s",
-                      p->cfg->publish_ack_timeout_ms, natsStatus_GetText(done));
+            set_error(p, "%s", why);
     }
     pthread_mutex_unlock(&w->mu);
     return contiguous;

@@ -147,16 +147,7 @@ static vg_status hash_of_secret(const char *secret, char want[65], vg_error *err
     return keys_hash_hex(secret, want, err) == VG_OK ? VG_OK : VG_E_INTERNAL;
 }
 
-static vg_status authenticate_hashed(PGconn *c, const char *secret, const char want[65],
-                                     api_key_info *info, vg_error *err);
-
-vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err)
-{
-    char want[65];
-    vg_status st = hash_of_secret(secret, want, err);
-    return st == VG_OK ? authenticate_hashed(c, secret, want, info, err) : st;
-}
-
+/* keys_authenticate once the secret's hash is known (`want`). */
 static vg_status authenticate_hashed(PGconn *c, const char *secret, const char want[65],
                                      api_key_info *info, vg_error *err)
 {
@@ -202,6 +193,13 @@ static vg_status authenticate_hashed(PGconn *c, const char *secret, const char w
     }
     PQclear(r);
     return st;
+}
+
+vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, vg_error *err)
+{
+    char want[65];
+    vg_status st = hash_of_secret(secret, want, err);
+    return st == VG_OK ? authenticate_hashed(c, secret, want, info, err) : st;
 }
 
 vg_status keys_revoke(PGconn *c, const char *id_or_prefix, api_key_info *info, int *already,

@@ -50,15 +50,11 @@ static void restart(const char *const *extra_env)
 static void create_customer(const char *name, const char *email, char id[64])
 {
     char body[512];
-    h_resp r = {0};
     snprintf(body, sizeof body,
              "{\"full_name\": \"%s\", \"email\": \"%s\", \"date_of_birth\": \"1984-06-03\","
              " \"country\": \"NL\"}",
              name, email);
-    assert_int_equal(h_post(env, env->admin_key, body, &r, "/customers"), 0);
-    assert_int_equal(r.status, 201);
-    snprintf(id, 64, "%s", json_string_value(json_object_get(r.json, "id")));
-    h_resp_free(&r);
+    assert_int_equal(h_customer_create(env, body, id, 64), 0);
 }
 
 /* The payload of the `type` event about `subject` in event_log (waits for

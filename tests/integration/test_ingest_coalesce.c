@@ -58,12 +58,9 @@ static char *new_customer(h_env *env, const char *name)
 {
     char body[128];
     snprintf(body, sizeof body, "{\"full_name\": \"%s\", \"country\": \"DE\"}", name);
-    h_resp r = {0};
-    assert_int_equal(h_post(env, env->admin_key, body, &r, "/customers"), 0);
-    assert_int_equal(r.status, 201);
-    char *id = strdup(json_string_value(json_object_get(r.json, "id")));
-    h_resp_free(&r);
-    return id;
+    char id[40];
+    assert_int_equal(h_customer_create(env, body, id, sizeof id), 0);
+    return strdup(id);
 }
 
 static long long metric(h_env *env, const char *name)

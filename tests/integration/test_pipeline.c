@@ -168,14 +168,7 @@ static void expect_accepted(loader *l, int more)
 
 static void create_customer(h_env *env, const char *body, char *id_out, size_t outsz)
 {
-    h_resp r;
-    assert_int_equal(h_post(env, env->admin_key, body, &r, "/customers"), 0);
-    if (r.status != 201)
-        fprintf(stderr, "POST /customers: %ld %s\n", r.status, r.body);
-    assert_int_equal(r.status, 201);
-    assert_true(json_is_string(json_object_get(r.json, "id")));
-    snprintf(id_out, outsz, "%s", json_string_value(json_object_get(r.json, "id")));
-    h_resp_free(&r);
+    assert_int_equal(h_customer_create(env, body, id_out, outsz), 0);
 }
 
 /* ---- what the stream must hold ---------------------------------------------- */
@@ -982,6 +975,20 @@ static h_env *setup_own_events(const char *name, char *customer, size_t customer
     return env;
 }
 
+/* Stops env's vigil and starts, in its place (same address, without
+ * consumers), one with the fault `fault` (VIGIL_FAULT=...); its log path
+ * goes to log_out. Returns its pid once it is healthy. */
+static pid_t fault_vigil(h_env *env, const char *fault, char *log_out, size_t log_outsz)
+{
+    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
+    const char *extra[] = {fault, "VIGIL_ROLES=api,sequencer,publisher", NULL};
+    const char *serve[] = {"serve", NULL};
+    pid_t pid = h_vigil_spawn(env, extra, serve, log_out, log_outsz);
+    assert_true(pid > 0);
+    wait_healthy(env, pid, env->base_url, env->http_port);
+    return pid;
+}
+
 static void crash_between_puback_and_cursor(void **state)
 {
     (void)state;
@@ -998,13 +1005,9 @@ static void crash_between_puback_and_cursor(void **state)
     long long before = cursor_seq(env);
 
     /* A vigil that exits right after JetStream acknowledges a window. */
-    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
-    const char *fault[] = {"VIGIL_FAULT=publisher_crash_before_cursor", roles[0], NULL};
-    const char *serve[] = {"serve", NULL};
     char fault_log[H_PATH_SIZE];
-    pid_t pid = h_vigil_spawn(env, fault, serve, fault_log, sizeof fault_log);
-    assert_true(pid > 0);
-    wait_healthy(env, pid, env->base_url, env->http_port);
+    pid_t pid =
+        fault_vigil(env, "VIGIL_FAULT=publisher_crash_before_cursor", fault_log, sizeof fault_log);
 
     /* One request, one commit: 20 transactions whose events form a window.
      * The crash races the response; only an answered request counts as
@@ -1083,13 +1086,8 @@ static void window_message_lost(void **state)
     assert_true(errors == 0);
 
     /* A vigil that drops the middle message of its first window of 3 or more. */
-    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
-    const char *fault[] = {"VIGIL_FAULT=publisher_skip_one", roles[0], NULL};
-    const char *serve[] = {"serve", NULL};
     char fault_log[H_PATH_SIZE];
-    pid_t pid = h_vigil_spawn(env, fault, serve, fault_log, sizeof fault_log);
-    assert_true(pid > 0);
-    wait_healthy(env, pid, env->base_url, env->http_port);
+    pid_t pid = fault_vigil(env, "VIGIL_FAULT=publisher_skip_one", fault_log, sizeof fault_log);
     assert_int_equal(post_batch(env, customer, "chain-b", 20, &lost), 201);
     verify_stream(env, (loader *const[]){&first, &lost}, 2);
     window_counts(env, &chained, &acked_each, &errors);

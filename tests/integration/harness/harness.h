@@ -274,6 +274,11 @@ int h_put(h_env *env, const char *key, const char *body, h_resp *out, const char
 int h_patch(h_env *env, const char *key, const char *body, h_resp *out, const char *pathfmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* POSTs `body` to /customers with the admin key and copies the new
+ * customer's id into id_out. 0 on 201; otherwise prints the answer and
+ * returns -1. */
+int h_customer_create(h_env *env, const char *body, char *id_out, size_t outsz);
+
 /* Copies the value of the response header `name` (case-insensitive, first
  * occurrence, trimmed) into out. Returns 0, or -1 when absent. */
 int h_resp_header(const h_resp *r, const char *name, char *out, size_t outsz);

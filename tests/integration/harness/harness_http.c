@@ -326,3 +326,18 @@ int h_patch(h_env *env, const char *key, const char *body, h_resp *out, const ch
     va_end(ap);
     return rc;
 }
+
+int h_customer_create(h_env *env, const char *body, char *id_out, size_t outsz)
+{
+    h_resp r;
+    int rc = h_post(env, env->admin_key, body, &r, "/customers");
+    const char *id = json_string_value(json_object_get(r.json, "id"));
+    if (rc != 0 || r.status != 201 || !id) {
+        fprintf(stderr, "POST /customers: %ld %s\n", r.status, r.body ? r.body : "");
+        h_resp_free(&r);
+        return -1;
+    }
+    snprintf(id_out, outsz, "%s", id);
+    h_resp_free(&r);
+    return 0;
+}
