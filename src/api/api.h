@@ -61,6 +61,7 @@ struct api_ctx {
     api_key_info key; /* authenticated caller (role 0 on public routes) */
     int key_cached;   /* key came from keys_authenticate_cached: not checked against the DB */
     PGconn *db;       /* borrowed by api_db(), returned after the handler */
+    int kicked;       /* the write's committer already woke the sequencer (api_ingest.c) */
 
     /* the reply, set by api_reply_* */
     int status;

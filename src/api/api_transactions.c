@@ -26,6 +26,7 @@ static void tx_single_resumed(api_ctx *ctx)
     vg_status st = api_ingest_collect(t, &out, id, &created, &err);
     if (st == VG_OK)
         snprintf(ctx->location, sizeof ctx->location, "/transactions/%s", id);
+    ctx->kicked = 1; /* by the flush that committed it, once for its whole group */
     api_reply_result(ctx, st, created ? 201 : 200, out, &err);
 }
 
@@ -72,6 +73,7 @@ void api_transactions_post(api_ctx *ctx)
                : err.code;
         if (st == VG_OK)
             snprintf(ctx->location, sizeof ctx->location, "/transactions/%s", id);
+        ctx->kicked = 1; /* as above */
         api_reply_result(ctx, st, created ? 201 : 200, out, &err);
         json_decref(items);
         json_decref(body);

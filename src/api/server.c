@@ -482,10 +482,11 @@ static enum MHD_Result queue_reply(api_ctx *ctx)
 }
 
 /* After the handler: wake the sequencer after a successful write (it
- * committed events), return the database connection, queue the reply. */
+ * committed events) unless the write's committer already did, return the
+ * database connection, queue the reply. */
 static enum MHD_Result finish_request(api_ctx *ctx)
 {
-    if (strcmp(ctx->method, "GET") != 0 && ctx->status < 300)
+    if (strcmp(ctx->method, "GET") != 0 && ctx->status < 300 && !ctx->kicked)
         wake_kick();
     if (ctx->db) {
         db_release(ctx->state->pool, ctx->db);

@@ -5,7 +5,8 @@
  * The sequencer's fallback poll is set to 60 s, so an event sequenced within
  * a few seconds proves the wake-up path that was meant:
  *   1. in-process: `vigil serve` with the api and sequencer roles — the HTTP
- *      write kicks the local sequencer (eventfd);
+ *      write kicks the local sequencer (eventfd); a single transaction's
+ *      kick comes from the group commit's flush, once per group;
  *   2. across processes: the api in one `vigil serve`, the sequencer in
  *      another — the writer's notifier thread sends NOTIFY vigil_outbox;
  *   3. the fallback: a plain SQL insert into the outbox (nobody kicks) is
@@ -88,17 +89,42 @@ static h_env *start(const char *const *cfg)
     return env;
 }
 
-/* Posts three customers; each one's events must be sequenced within 5 s. */
-static void expect_prompt(h_env *env, const char *how)
+/* Posts one transaction of a new customer, alone: the group commit's
+ * flush (api_ingest.c) kicks for it, not the request. */
+static void post_transaction(h_env *env)
+{
+    char id[40], body[320];
+    assert_int_equal(h_customer_create(env, CUSTOMER, id, sizeof id), 0);
+    assert_true(wait_sequenced(env, 0, 5000) >= 0); /* the customer's events first */
+    static int n;
+    snprintf(body, sizeof body,
+             "{\"external_id\": \"wake-%d\", \"customer_id\": \"%s\", \"amount\": \"10.00\","
+             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2026-11-01T10:00:00Z\"}",
+             ++n, id);
+    h_resp r = {0};
+    assert_int_equal(h_post(env, env->admin_key, body, &r, "/transactions"), 0);
+    assert_int_equal(r.status, 201);
+    h_resp_free(&r);
+}
+
+/* Three writes by `post`; the events of each must be sequenced within 5 s
+ * (the sequencer's poll is 60 s: only a wake-up does that). */
+static void expect_prompt_of(h_env *env, const char *how, void (*post)(h_env *))
 {
     h_sleep_ms(300); /* past the leader's first round */
     for (int i = 0; i < 3; i++) {
         long long before = h_db_count(env, "SELECT count(*) FROM event_log");
-        post_customer(env);
+        post(env);
         long long ms = wait_sequenced(env, before, 5000);
         fprintf(stderr, "wake: %s, sequenced %lld ms after the 201\n", how, ms);
         assert_true(ms >= 0);
     }
+}
+
+static void expect_prompt(h_env *env, const char *how)
+{
+    expect_prompt_of(env, how, post_customer);
 }
 
 static void no_business_trigger_notifies(void **state)
@@ -117,6 +143,24 @@ static void in_process_kick(void **state)
     const char *cfg[] = {"VIGIL_ROLES=api,sequencer", "VIGIL_SEQUENCER_POLL_MS=60000", NULL};
     h_env *env = start(cfg);
     expect_prompt(env, "in-process");
+    h_teardown(env);
+}
+
+/* A single POST /transactions is committed by a flush of the group commit,
+ * parked (flusher threads) or blocking (VIGIL_INGEST_FLUSHES=0); the flush
+ * wakes the sequencer once for its group and the requests it answers do
+ * not kick again. */
+static void in_process_kick_from_group_commit(void **state)
+{
+    const char *parked[] = {"VIGIL_ROLES=api,sequencer", "VIGIL_SEQUENCER_POLL_MS=60000", NULL};
+    h_env *env = start(parked);
+    expect_prompt_of(env, "in-process, group commit", post_transaction);
+    assert_int_equal(h_vigil_stop(env, SIGTERM), 0);
+    const char *blocking[] = {"VIGIL_ROLES=api,sequencer", "VIGIL_SEQUENCER_POLL_MS=60000",
+                              "VIGIL_INGEST_FLUSHES=0", NULL};
+    assert_int_equal(h_vigil_start(env, blocking), 0);
+    assert_int_equal(wait_sequencer_leader(env), 0);
+    expect_prompt_of(env, "in-process, group commit without flushers", post_transaction);
     h_teardown(env);
 }
 
@@ -197,6 +241,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(no_business_trigger_notifies),
         cmocka_unit_test(in_process_kick),
+        cmocka_unit_test(in_process_kick_from_group_commit),
         cmocka_unit_test(across_processes_notify),
         cmocka_unit_test(plain_sql_is_found_by_the_poll),
         cmocka_unit_test(notify_during_a_query_waits_in_libpq_not_on_the_socket),
