@@ -1127,9 +1127,10 @@ static double seed_publish(const char *url, const ev *evs, long from, long to, l
     return now_s() - t0;
 }
 
-static void bench_seed(h_env *env, const ev *evs, long n, double vigil_rate)
+/* An empty stream BENCH_SEED capturing the seed's subjects, as the seed's
+ * deployment stored them (file storage). */
+static void seed_stream_reset(h_env *env)
 {
-    const char *pub_only[] = {"VIGIL_ROLES=api,publisher", NULL};
     natsConnection *nc = h_nats_connect(env);
     jsCtx *js = NULL;
     natsConnection_JetStream(&js, nc, NULL);
@@ -1144,9 +1145,28 @@ static void bench_seed(h_env *env, const ev *evs, long n, double vigil_rate)
     js_AddStream(NULL, js, &sc, NULL, NULL);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
+}
+
+#define SEED_RUNS 3
+
+static void bench_seed(h_env *env, const ev *evs, long n, double vigil_rate)
+{
+    const char *pub_only[] = {"VIGIL_ROLES=api,publisher", NULL};
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    long m = n < SEED_EVENTS ? n : SEED_EVENTS, failed = 0, clean_failed = 0;
+
+    /* The seed's rate while NATS is up, like every other figure a median:
+     * SEED_RUNS - 1 runs over the first third of the events into an empty
+     * stream, and the up phases of the outage run below. */
+    double seed_rates[SEED_RUNS];
+    for (int k = 0; k < SEED_RUNS - 1; k++) {
+        seed_stream_reset(env);
+        seed_rates[k] = (double)(m / 3) / seed_publish(env->nats_url, evs, 0, m / 3, &clean_failed);
+    }
 
     /* Seed: a third before, a third during and a third after the outage. */
-    long m = n < SEED_EVENTS ? n : SEED_EVENTS, failed = 0;
+    seed_stream_reset(env);
     double up = seed_publish(env->nats_url, evs, 0, m / 3, &failed);
     h_nats_stop(env, SIGTERM);
     seed_publish(env->nats_url, evs, m / 3, 2 * m / 3, &failed);
@@ -1154,7 +1174,10 @@ static void bench_seed(h_env *env, const ev *evs, long n, double vigil_rate)
     up += seed_publish(env->nats_url, evs, 2 * m / 3, m, &failed);
     long long seed_stored = h_js_stream_msgs(env, "BENCH_SEED");
     double up_events = (double)(m - (2 * m / 3 - m / 3));
-    double seed_rate = up_events / up;
+    seed_rates[SEED_RUNS - 1] = up_events / up;
+    char seed_runs[128];
+    runs_str(seed_runs, sizeof seed_runs, seed_rates, SEED_RUNS, "%.0f");
+    double seed_rate = median(seed_rates, SEED_RUNS);
 
     /* Vigil: the whole event_log, NATS stopped for 2 s once a third is out. */
     nc = h_nats_connect(env);
@@ -1180,19 +1203,22 @@ static void bench_seed(h_env *env, const ev *evs, long n, double vigil_rate)
     }
     fprintf(stderr,
             "bench 6: seed %ld events, %ld failed at connect/publish, %lld stored, %.0f ev/s "
-            "while NATS was up; vigil %ld events, %lld stored after the outage\n",
-            m, failed, seed_stored, seed_rate, n, stored);
+            "while NATS was up (runs %s; %ld failed in the runs without outage); vigil %ld "
+            "events, %lld stored after the outage\n",
+            m, failed, seed_stored, seed_rate, seed_runs, clean_failed, n, stored);
     result *r = add_result("6", "Vigil vs. seed publish_event throughput", "x");
     r->value = vigil_rate / seed_rate;
     snprintf(r->target, sizeof r->target, ">= 50x");
     r->pass = r->value >= 50;
     snprintf(r->note, sizeof r->note,
              "seed's connect/publish/drain per event (C, core NATS): %.0f ev/s while NATS was up "
-             "(one run); Vigil: the median publisher rate of benchmark 3 (%.0f ev/s). NATS "
+             "(median of %d runs: %s ev/s, the last the up phases of the outage run); Vigil: the "
+             "median publisher rate of benchmark 3 (%.0f ev/s). NATS "
              "stopped (SIGTERM) for the middle third of the seed's %ld events: it lost %lld "
              "(%ld failed outright); Vigil, NATS stopped for 2 s after a third of %ld events: "
              "stream holds %lld, i.e. %lld lost",
-             seed_rate, vigil_rate, m, m - seed_stored, failed, n, stored, n - stored);
+             seed_rate, SEED_RUNS, seed_runs, vigil_rate, m, m - seed_stored, failed, n, stored,
+             n - stored);
     result *l = add_result("6", "events lost across a NATS outage", "events");
     l->value = (double)(n - stored);
     l->reference = (double)(m - seed_stored);
