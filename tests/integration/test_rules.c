@@ -567,6 +567,52 @@ static void rapid_movement_quiet(void **state)
     assert_quiet(env, c3, "rapid_movement");
 }
 
+/* A growing pattern alerts once: a batch that keeps it over the thresholds
+ * inside the window of the earlier hit is suppressed (vigil_record_hits's
+ * test, made first by rapid_movement itself since 0025), and a new pattern
+ * whose window starts at or after the earlier hit's end alerts again. A
+ * suppressed customer's neighbour in time is not suppressed by it. */
+static void rapid_movement_suppressed_then_again(void **state)
+{
+    h_env *env = *state;
+    char cust[37], other[37], edge[37], inside[37];
+    new_customer(env, "GB", cust);
+    new_customer(env, "GB", other);
+    new_customer(env, "GB", edge);
+    new_customer(env, "GB", inside);
+    /* Every one but `other`: a first hit, its window ending 05-26 11:00. */
+    const tx b1[] = {TX("5000", "in", "wire", "2025-05-26T10:00:00Z"),
+                     TX("4600", "out", "wire", "2025-05-26T11:00:00Z")};
+    post_batch(env, cust, b1, 2, NULL);
+    post_batch(env, edge, b1, 2, NULL);
+    post_batch(env, inside, b1, 2, NULL);
+    assert_int_equal(alerts_of(env, cust, "rapid_movement"), 1);
+
+    /* Still over 90 %, 47 h after the first hit's end: suppressed. */
+    const tx b2[] = {TX("300", "out", "wire", "2025-05-28T10:00:00Z")};
+    post_batch(env, cust, b2, 1, NULL);
+    assert_int_equal(alerts_of(env, cust, "rapid_movement"), 1);
+    assert_int_equal(hits_of(env, cust, "rapid_movement", "active"), 1);
+    /* Another customer's first pattern, at the same time: it alerts. */
+    const tx b3[] = {TX("7000", "in", "wire", "2025-05-28T09:00:00Z"),
+                     TX("7000", "out", "wire", "2025-05-28T10:00:00Z")};
+    post_batch(env, other, b3, 2, NULL);
+    assert_int_equal(alerts_of(env, other, "rapid_movement"), 1);
+
+    /* A new pattern whose 48 h window starts exactly at the first hit's
+     * end (the test is window_end > start): it alerts. One second earlier
+     * it overlaps and is suppressed. */
+    const tx at_edge[] = {TX("5000", "in", "wire", "2025-05-28T10:30:00Z"),
+                          TX("5000", "out", "wire", "2025-05-28T11:00:00Z")};
+    post_batch(env, edge, at_edge, 2, NULL);
+    assert_int_equal(alerts_of(env, edge, "rapid_movement"), 2);
+    const tx overlapping[] = {TX("5000", "in", "wire", "2025-05-28T10:30:00Z"),
+                              TX("5000", "out", "wire", "2025-05-28T10:59:59Z")};
+    post_batch(env, inside, overlapping, 2, NULL);
+    assert_int_equal(alerts_of(env, inside, "rapid_movement"), 1);
+    assert_int_equal(hits_of(env, inside, "rapid_movement", "active"), 1);
+}
+
 /* ==== dormant_reactivation {dormant_days 180, min_amount "5000"} =========== */
 
 static void dormant_reactivation_fires(void **state)
@@ -758,6 +804,7 @@ int main(void)
         cmocka_unit_test(rapid_movement_fires),
         cmocka_unit_test(rapid_movement_counts_from_first_inflow),
         cmocka_unit_test(rapid_movement_quiet),
+        cmocka_unit_test(rapid_movement_suppressed_then_again),
         cmocka_unit_test(dormant_reactivation_fires),
         cmocka_unit_test(dormant_reactivation_quiet),
         cmocka_unit_test(round_amounts_fires),
