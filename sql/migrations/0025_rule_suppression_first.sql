@@ -25,6 +25,51 @@
 --
 -- The other rules are unchanged from 0023: only rapid_movement spent
 -- noticeably on hits that were then suppressed.
+--
+-- The suppression test itself is one function, vigil_hit_suppressed, used
+-- by both places, so the pre-check cannot drift from the check it
+-- anticipates (a stricter copy would silently lose alerts). It is a
+-- single-expression SQL function and is inlined where it is called.
+
+CREATE FUNCTION vigil_hit_suppressed(p_rule text, p_mode text, p_customer uuid,
+                                     p_start timestamptz, p_end timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM rule_hits x
+        WHERE x.customer_id = p_customer AND x.rule_id = p_rule
+          AND x.window_end > p_start
+          AND x.window_end < p_end + (p_end - p_start)
+          AND x.mode = p_mode)
+$$;
+
+-- vigil_record_hits of 0013, its test through vigil_hit_suppressed;
+-- otherwise unchanged (and its plan setting of 0015 restated, which
+-- CREATE OR REPLACE would drop).
+CREATE OR REPLACE FUNCTION vigil_record_hits(p_rule rules, p_hits vigil_rule_hit[]) RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    -- plpgsql rather than sql: its plan is cached for the session, where a
+    -- sql function would plan this statement again on every call.
+    WITH h AS MATERIALIZED (
+        SELECT u.*, CASE WHEN p_rule.mode = 'active' THEN vigil_uuid7() END AS alert_id
+        FROM unnest(p_hits) WITH ORDINALITY
+             AS u (customer_id, transaction_ids, aggregates, window_start, window_end, ord)
+        WHERE u.window_start IS NULL
+           OR NOT vigil_hit_suppressed(p_rule.id, p_rule.mode, u.customer_id,
+                                       u.window_start, u.window_end)),
+    a AS (
+        INSERT INTO alerts (id, customer_id, rule_id, rule_version, params, severity,
+                            transaction_ids, aggregates, window_end)
+        SELECT h.alert_id, h.customer_id, p_rule.id, p_rule.version, p_rule.params,
+               p_rule.severity, h.transaction_ids, h.aggregates, h.window_end
+        FROM h WHERE h.alert_id IS NOT NULL
+        ORDER BY h.ord)
+    INSERT INTO rule_hits (rule_id, rule_version, mode, customer_id, alert_id,
+                           transaction_ids, aggregates, window_end)
+    SELECT p_rule.id, p_rule.version, p_rule.mode, h.customer_id, h.alert_id,
+           h.transaction_ids, h.aggregates, h.window_end
+    FROM h ORDER BY h.ord;
+END $$;
 
 CREATE OR REPLACE FUNCTION vigil_run_rules() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -172,12 +217,9 @@ BEGIN
             latest AS (
                 SELECT t.customer_id, max(t.occurred_at) AS wend
                 FROM new_tx t, q GROUP BY t.customer_id, q.win
-                HAVING NOT EXISTS (
-                    SELECT 1 FROM rule_hits x
-                    WHERE x.customer_id = t.customer_id AND x.rule_id = r.id
-                      AND x.window_end > max(t.occurred_at) - q.win
-                      AND x.window_end < max(t.occurred_at) + q.win
-                      AND x.mode = r.mode))
+                HAVING NOT vigil_hit_suppressed(r.id, r.mode, t.customer_id,
+                                                max(t.occurred_at) - q.win,
+                                                max(t.occurred_at)))
             SELECT array_agg(ROW(l.customer_id, i.ids,
                        jsonb_build_object('inflow', w.inflow::text, 'outflow', w.outflow::text,
                                           'ratio_pct', round(w.outflow * 100 / w.inflow, 2)::text,

@@ -33,9 +33,9 @@
 
 #include <microhttpd.h>
 
+#include "events/wake.h"
 #include "store/db.h"
 #include "store/store_keys.h"
-#include "events/wake.h"
 #include "store/store_work.h"
 #include "util/log.h"
 
