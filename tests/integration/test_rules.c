@@ -613,6 +613,49 @@ static void rapid_movement_suppressed_then_again(void **state)
     assert_int_equal(hits_of(env, inside, "rapid_movement", "active"), 1);
 }
 
+/* 0026: the suppression test is inlined in both of its callers instead of
+ * being called once per customer (0025's boolean SQL function was not
+ * inlined: a sub-select in a scalar SQL function prevents it). Counted by
+ * PostgreSQL's own function statistics for one transaction, which count
+ * only calls that were not inlined: an ingest that runs the rules and
+ * records a rapid_movement hit (so both the pre-check and vigil_record_hits
+ * evaluate the test) calls vigil_run_rules and vigil_record_hits, and no
+ * function named like "suppress" (neither vigil_suppressing_hits nor
+ * 0025's vigil_hit_suppressed). Rolled back. */
+static void suppression_test_is_inlined(void **state)
+{
+    h_env *env = *state;
+    char cust[37], sql[1536];
+    new_customer(env, "GB", cust);
+    snprintf(sql, sizeof sql,
+             "BEGIN; SET LOCAL track_functions = 'all';"
+             " SELECT count(*) FROM vigil_ingest('["
+             "{\"external_id\": \"inl-%s-1\", \"customer_id\": \"%s\", \"amount\": \"5000\","
+             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2025-07-01T10:00:00Z\"},"
+             "{\"external_id\": \"inl-%s-2\", \"customer_id\": \"%s\", \"amount\": \"4600\","
+             " \"currency\": \"USD\", \"direction\": \"out\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2025-07-01T11:00:00Z\"}]')",
+             cust, cust, cust, cust);
+    assert_int_equal(h_db_exec(env, sql), 0);
+    const char *calls = "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
+                        " WHERE funcname = $1";
+    long long run_rules = h_db_count(env, calls, "vigil_run_rules");
+    long long record_hits = h_db_count(env, calls, "vigil_record_hits");
+    long long suppressing =
+        h_db_count(env, "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
+                        " WHERE funcname LIKE '%suppress%'");
+    long long hits = h_db_count(env,
+                                "SELECT count(*) FROM rule_hits WHERE customer_id = $1"
+                                " AND rule_id = 'rapid_movement' AND window_end IS NOT NULL",
+                                cust);
+    assert_int_equal(h_db_exec(env, "ROLLBACK"), 0);
+    assert_int_equal(run_rules, 1);
+    assert_true(record_hits >= 1);
+    assert_int_equal(hits, 1);
+    assert_int_equal(suppressing, 0);
+}
+
 /* ==== dormant_reactivation {dormant_days 180, min_amount "5000"} =========== */
 
 static void dormant_reactivation_fires(void **state)
@@ -805,6 +848,7 @@ int main(void)
         cmocka_unit_test(rapid_movement_counts_from_first_inflow),
         cmocka_unit_test(rapid_movement_quiet),
         cmocka_unit_test(rapid_movement_suppressed_then_again),
+        cmocka_unit_test(suppression_test_is_inlined),
         cmocka_unit_test(dormant_reactivation_fires),
         cmocka_unit_test(dormant_reactivation_quiet),
         cmocka_unit_test(round_amounts_fires),
