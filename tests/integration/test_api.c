@@ -1100,6 +1100,103 @@ static void transaction_batch_naming_unknown_customer_is_refused(void **state)
     assert_events(env, mark, NULL, "");
 }
 
+/* The transaction event's JSON (built as text since 0027) for the values a
+ * hand-written renderer gets wrong: quotes and backslashes in the external
+ * id, a name with quotes, a backslash and non-ASCII letters, and (written
+ * straight into the table, as an import could; the API refuses them)
+ * control characters; a missing account (null) and no counterparty at all
+ * (null). The payload must parse, and every field must be the value
+ * stored, compared here with the strings the test sent. */
+static json_t *tx_event_data(h_env *env, const char *tx_id)
+{
+    /* One statement, one snapshot: the event is in exactly one of the two
+     * tables, whichever side of the sequencer it is on. */
+    char *text = h_db_text(env,
+                           "SELECT payload::text FROM outbox WHERE subject = $1"
+                           " AND event_type = 'aml.transaction.ingested' UNION ALL"
+                           " SELECT payload::text FROM event_log WHERE subject = $1"
+                           " AND event_type = 'aml.transaction.ingested'",
+                           tx_id);
+    assert_non_null(text);
+    json_error_t jerr;
+    json_t *ev = json_loads(text, 0, &jerr);
+    if (!ev)
+        fail_msg("event payload does not parse (%s): %s", jerr.text, text);
+    free(text);
+    assert_jstr(ev, "specversion", "1.0");
+    assert_jstr(ev, "source", "/vigil");
+    assert_jstr(ev, "type", "aml.transaction.ingested");
+    assert_jstr(ev, "subject", tx_id);
+    assert_int_equal(strlen(jstr(ev, "id")), 36);
+    json_t *data = json_incref(json_object_get(ev, "data"));
+    json_decref(ev);
+    assert_non_null(data);
+    assert_jstr(data, "id", tx_id);
+    return data;
+}
+
+static void transaction_event_text_escapes(void **state)
+{
+    h_env *env = *state;
+    char cust[37], api_tx[37];
+    plain_customer(env, "Escapes", cust);
+
+    const char *ext = "esc-\"q\"\\b/";
+    const char *name = "O'Brien \"Zo\xc3\xab\" \\ \xe2\x98\x83 Ltd";
+    json_t *item = tx_item(ext, cust, "12.50", "EUR", "wire", OCCURRED);
+    json_object_set_new(item, "counterparty",
+                        json_pack("{s:s, s:s}", "name", name, "country", "DE"));
+    ingest_one(env, item, api_tx);
+    json_t *d = tx_event_data(env, api_tx);
+    assert_jstr(d, "external_id", ext);
+    assert_jstr(d, "customer_id", cust);
+    assert_jstr(d, "amount", "12.50");
+    assert_jstr(d, "amount_base", "13.5000"); /* 12.50 x 1.08 */
+    assert_jstr(d, "currency", "EUR");
+    assert_jstr(d, "direction", "in");
+    assert_jstr(d, "channel", "wire");
+    assert_jstr(d, "occurred_at", "2024-03-01T12:00:00.000000Z");
+    assert_non_null(jstr(d, "ingested_at"));
+    json_t *cp = json_object_get(d, "counterparty");
+    assert_jstr(cp, "name", name);
+    assert_true(json_is_null(json_object_get(cp, "account")));
+    assert_jstr(cp, "country", "DE");
+    assert_int_equal(json_object_size(d), 11);
+    assert_int_equal(json_object_size(cp), 3);
+    json_decref(d);
+
+    /* Control characters and a tab, newline and DEL; no counterparty. */
+    char *raw = h_db_text(env,
+                          "INSERT INTO transactions (external_id, customer_id, amount, currency,"
+                          " amount_base, direction, channel, counterparty_name, occurred_at)"
+                          " VALUES ('esc-raw', $1, 7, 'USD', 7, 'out', 'cash',"
+                          " E'a\\tb\\nc\\x01d\\x1fe\\x7f', '2024-03-01T12:00:00Z') RETURNING id",
+                          cust);
+    char *bare = h_db_text(env,
+                           "INSERT INTO transactions (external_id, customer_id, amount, currency,"
+                           " amount_base, direction, channel, occurred_at)"
+                           " VALUES ('esc-bare', $1, 8, 'USD', 8, 'out', 'card',"
+                           " '2024-03-01T12:00:00Z') RETURNING id",
+                           cust);
+    assert_non_null(raw);
+    assert_non_null(bare);
+    d = tx_event_data(env, raw);
+    cp = json_object_get(d, "counterparty");
+    assert_jstr(cp, "name",
+                "a\tb\nc\x01"
+                "d\x1f"
+                "e\x7f");
+    assert_true(json_is_null(json_object_get(cp, "account")));
+    assert_true(json_is_null(json_object_get(cp, "country")));
+    json_decref(d);
+    d = tx_event_data(env, bare);
+    assert_true(json_is_null(json_object_get(d, "counterparty")));
+    assert_jstr(d, "external_id", "esc-bare");
+    json_decref(d);
+    free(raw);
+    free(bare);
+}
+
 static void transaction_get_and_list(void **state)
 {
     h_env *env = *state;
@@ -1879,6 +1976,7 @@ int main(void)
         cmocka_unit_test(transaction_batch_with_bad_items_is_refused_whole),
         cmocka_unit_test(transaction_batch_naming_unknown_customer_is_refused),
         cmocka_unit_test(transaction_get_and_list),
+        cmocka_unit_test(transaction_event_text_escapes),
         cmocka_unit_test(large_cash_raises_alert),
         cmocka_unit_test(transaction_batch_raising_two_alerts),
         cmocka_unit_test(alert_workflow),

@@ -139,25 +139,13 @@ static void audit_detects_tampering(void **state)
     json_decref(j);
     free(out);
 
-    /* Upgrading keeps the chain: a log kept as jsonb (before migration 0021)
-     * converted the way 0021 converts it still verifies, and nothing in its
-     * text moved. */
-    char *before = h_db_text(env, "SELECT md5(string_agg(payload::text, '' ORDER BY seq))"
-                                  " FROM event_log");
-    assert_int_equal(h_db_exec(env, "ALTER TABLE event_log ALTER COLUMN payload TYPE jsonb"
-                                    " USING payload::jsonb;"
-                                    " ALTER TABLE event_log ALTER COLUMN payload TYPE json"
-                                    " USING payload::text::json"),
-                     0);
-    char *after = h_db_text(env, "SELECT md5(string_agg(payload::text, '' ORDER BY seq))"
-                                 " FROM event_log");
-    assert_non_null(before);
-    assert_non_null(after);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
-    assert_int_equal(fx_run(env, &out, VERIFY), 0);
-    free(out);
+    /* (Until 0027 this test also converted event_log to jsonb and back, as
+     * 0021's upgrade did to a log kept as jsonb, and verified again. That
+     * held while every stored payload was a jsonb rendering; since 0027 a
+     * payload is the text the sequencer built ("seq" first, transaction
+     * events compact), and a round trip through jsonb reformats it, which
+     * the chain reports as an edit, as (a') below shows. 0021's conversion
+     * ran on logs that held only jsonb renderings.) */
 
     /* Usage errors are exit 2. */
     const char *const bad[] = {"audit", "verify", "--from-seq", "0", NULL};
@@ -198,7 +186,7 @@ static void audit_detects_tampering(void **state)
     /* (a') reformatted only: the same JSON value with other spacing. The log
      * keeps the hashed text byte for byte (json, 0021), so this is an edit. */
     tamper(env,
-           "UPDATE event_log SET payload = replace(payload::text, '\": ', '\":')::json"
+           "UPDATE event_log SET payload = replace(payload::text, '\":', '\": ')::json"
            " WHERE seq = %lld",
            k);
     char kstr[24];
