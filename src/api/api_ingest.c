@@ -127,12 +127,13 @@ static void answer_error(waiter *w, const vg_error *err)
     w->err.items = err->items ? json_deep_copy(err->items) : NULL;
 }
 
-/* vigil_ingest_keyed checks the items' API keys first, in the transaction
- * that writes (migration 0024): the request was authenticated from a cache
- * (keys_authenticate_cached). */
-static db_stmt ingest_rows = DB_STMT("SELECT idx, duplicate, tx->>'id', " TX_ANSWER_ITEM_SQL
-                                     " FROM vigil_ingest_keyed($1::jsonb, $2::uuid[]) ORDER BY idx",
-                                     2);
+/* vigil_ingest_rows_keyed checks the items' API keys first, in the
+ * transaction that writes (migrations 0024, 0028): the request was
+ * authenticated from a cache (keys_authenticate_cached). */
+static db_stmt ingest_rows =
+    DB_STMT("SELECT idx, duplicate, id, " TX_ANSWER_ITEM_SQL
+            " FROM vigil_ingest_rows_keyed($1::jsonb, $2::uuid[]) ORDER BY idx",
+            2);
 
 /* The distinct API keys of n waiters, as an array literal. */
 static void keys_of(waiter *const *g, int n, db_array *keys)

@@ -21,11 +21,11 @@ vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created
      * The answer is joined as text, each item rendered once: jsonb_agg
      * copied every item into one big jsonb only to print it again (26 ms
      * against 13 for 1,000 items, and inside the transaction, so while the
-     * batch's customers are locked). The bytes are what
+     * batch's customers are locked). The envelope's bytes are what
      * jsonb_build_object('created', .., 'duplicates', .., 'items', ..)::text
      * printed: jsonb's key order (items, created, duplicates), its ", "
      * and ": " separators, and null for an item without a row (which
-     * vigil_ingest never returns). */
+     * vigil_ingest_rows never returns); each item is TX_ANSWER_ITEM_SQL. */
     PGresult *r =
         db_exec(c,
                 "SELECT '{\"items\": [' || coalesce(string_agg(coalesce(" TX_ANSWER_ITEM_SQL
@@ -33,7 +33,7 @@ vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created
                 " || '], \"created\": ' || count(*) FILTER (WHERE NOT duplicate)"
                 " || ', \"duplicates\": ' || count(*) FILTER (WHERE duplicate) || '}',"
                 " count(*) FILTER (WHERE NOT duplicate), count(*) FILTER (WHERE duplicate)"
-                " FROM vigil_ingest($1::jsonb)",
+                " FROM vigil_ingest_rows($1::jsonb)",
                 1, p, err);
     *out = NULL;
     if (!r)

@@ -22,11 +22,16 @@
 vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created, long *duplicates,
                     vg_error *err);
 
-/* One item of an ingest answer, as SQL over vigil_ingest's columns (tx,
- * duplicate): the transaction with "duplicate" added, as text. The batch
- * answer (tx_ingest) and the single-transaction answer (api_ingest.c) both
- * use it, so the two answers' items are the same bytes. */
-#define TX_ANSWER_ITEM_SQL "(tx || jsonb_build_object('duplicate', duplicate))::text"
+/* One item of an ingest answer, as SQL over vigil_ingest_rows' columns (tx,
+ * duplicate): the transaction with "duplicate" added first, as text. tx is
+ * vigil_tx_json_text (migrations 0027, 0028), an object that starts with
+ * its "id" member, so the member goes in after its opening brace; no jsonb
+ * is parsed, merged or printed per transaction. The batch answer
+ * (tx_ingest) and the single-transaction answer (api_ingest.c) both use
+ * it, so the two answers' items are the same bytes. */
+#define TX_ANSWER_ITEM_SQL                                                                         \
+    "(CASE WHEN duplicate THEN '{\"duplicate\":true,' ELSE '{\"duplicate\":false,' END"            \
+    " || substr(tx, 2))"
 
 vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err);
 /* Filter values: customer_id. */
