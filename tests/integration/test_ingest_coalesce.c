@@ -207,9 +207,10 @@ static void joined_requests_get_their_own_answers(void **state)
                                      " IN ('unknown-1', 'unknown-2', 'boom')"),
                      0);
     /* Each written transaction has its event, once. */
-    assert_int_equal(h_db_count(env, "SELECT count(*) FROM (SELECT payload::jsonb FROM outbox UNION ALL"
-                                     " SELECT payload::jsonb FROM event_log) e"
-                                     " WHERE payload->>'type' = 'aml.transaction.ingested'"),
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM (SELECT payload::jsonb FROM outbox UNION ALL"
+                                " SELECT payload::jsonb FROM event_log) e"
+                                " WHERE payload->>'type' = 'aml.transaction.ingested'"),
                      6);
 
     long long largest = metric(env, "vigil_ingest_largest_flush");
