@@ -91,7 +91,7 @@ struct api_ctx {
 PGconn *api_db(api_ctx *ctx, vg_error *err);
 
 /* For a handler whose key came from the cache (ctx->key_cached) and that
- * will not have the database check it in its write (vigil_ingest_keyed):
+ * will not have the database check it in its write (vigil_ingest_rows_keyed):
  * looks the key up now, as every other route does. VG_OK, or the refusal
  * (401) to reply with. */
 vg_status api_key_recheck(api_ctx *ctx, vg_error *err);

@@ -56,7 +56,7 @@ vg_status keys_authenticate(PGconn *c, const char *secret, api_key_info *info, v
  * keys that authenticated in the last minute (*cached = 1; no database
  * round trip), else looked up and cached. A cached key may have been
  * revoked or have expired since: the caller must have the database check
- * the key again in the transaction that writes (vigil_ingest_keyed, as the
+ * the key again in the transaction that writes (vigil_ingest_rows_keyed, as the
  * ingest flush does), or call keys_authenticate before anything else. A
  * key is looked up (and its last use recorded) at least once a minute while
  * it is used. Only keys that authenticated are cached (by the SHA-256 of
