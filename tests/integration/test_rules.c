@@ -656,6 +656,77 @@ static void suppression_test_is_inlined(void **state)
     assert_int_equal(suppressing, 0);
 }
 
+/* Alerts and their events are rendered as text since 0029. The reference
+ * is 0003's jsonb_build_object, kept here: the created event's data and
+ * the API's rendering must be the same JSON value as it gives, for new
+ * alerts and for one closed with a note and actor holding quotes, a
+ * backslash, a newline, a control character and non-ASCII letters. */
+#define ALERT_JSON_REFERENCE                                                                       \
+    "jsonb_build_object('id', a.id, 'customer_id', a.customer_id, 'rule_id', a.rule_id,"           \
+    " 'rule_version', a.rule_version, 'params', a.params, 'severity', a.severity,"                 \
+    " 'transaction_ids', to_jsonb(a.transaction_ids), 'aggregates', a.aggregates,"                 \
+    " 'window_end', vigil_ts(a.window_end), 'status', a.status,"                                   \
+    " 'disposition', a.disposition, 'note', a.note, 'actor', a.actor,"                             \
+    " 'created_at', vigil_ts(a.created_at), 'updated_at', vigil_ts(a.updated_at))"
+
+static void alert_json_matches_reference(void **state)
+{
+    h_env *env = *state;
+    char cust[37];
+    new_customer(env, "GB", cust);
+    /* The cash outflow comes before the first inflow, so rapid_movement
+     * does not count it. */
+    const tx b[] = {TX("12000.00", "out", "cash", "2025-08-04T09:00:00Z"),
+                    TX("5000", "in", "wire", "2025-08-04T10:00:00Z"),
+                    TX("4800", "out", "wire", "2025-08-04T11:00:00Z")};
+    post_batch(env, cust, b, 3, NULL);
+    assert_int_equal(alerts_of(env, cust, "large_cash"), 1);
+    assert_int_equal(alerts_of(env, cust, "rapid_movement"), 1);
+
+    /* Each created event's data, wherever the event is now (one
+     * statement, one snapshot). */
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM alerts a JOIN ("
+                                " SELECT subject, payload::text AS p FROM outbox"
+                                " WHERE event_type = 'aml.alert.created' UNION ALL"
+                                " SELECT subject, payload::text FROM event_log"
+                                " WHERE event_type = 'aml.alert.created') e"
+                                " ON e.subject = a.id::text"
+                                " WHERE a.customer_id = $1"
+                                " AND (e.p::jsonb)->'data' = " ALERT_JSON_REFERENCE,
+                                cust),
+                     2);
+
+    assert_int_equal(h_db_exec(env,
+                               "UPDATE alerts SET status = 'closed',"
+                               " disposition = 'false_positive',"
+                               " note = E'said \"ok\" \\\\ then\\nZo\\u00eb \\x01 end',"
+                               " actor = E'analyst \"7\"', updated_at = now()"
+                               " WHERE customer_id = $1 AND rule_id = 'large_cash'",
+                               cust),
+                     0);
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM alerts a WHERE a.customer_id = $1"
+                                " AND vigil_alert_json(a) = " ALERT_JSON_REFERENCE
+                                " AND vigil_alert_json_text(a)::jsonb = vigil_alert_json(a)",
+                                cust),
+                     2);
+    /* The update's event carries the same rendering (and the status it
+     * replaced). */
+    assert_int_equal(h_db_count(env,
+                                "SELECT count(*) FROM alerts a JOIN ("
+                                " SELECT subject, payload::text AS p FROM outbox"
+                                " WHERE event_type = 'aml.alert.updated' UNION ALL"
+                                " SELECT subject, payload::text FROM event_log"
+                                " WHERE event_type = 'aml.alert.updated') e"
+                                " ON e.subject = a.id::text"
+                                " WHERE a.customer_id = $1 AND a.note LIKE 'said%'"
+                                " AND (e.p::jsonb)->'data' = " ALERT_JSON_REFERENCE
+                                " || jsonb_build_object('previous_status', 'open')",
+                                cust),
+                     1);
+}
+
 /* ==== dormant_reactivation {dormant_days 180, min_amount "5000"} =========== */
 
 static void dormant_reactivation_fires(void **state)
@@ -849,6 +920,7 @@ int main(void)
         cmocka_unit_test(rapid_movement_quiet),
         cmocka_unit_test(rapid_movement_suppressed_then_again),
         cmocka_unit_test(suppression_test_is_inlined),
+        cmocka_unit_test(alert_json_matches_reference),
         cmocka_unit_test(dormant_reactivation_fires),
         cmocka_unit_test(dormant_reactivation_quiet),
         cmocka_unit_test(round_amounts_fires),
