@@ -54,6 +54,7 @@ struct api_ctx {
     char *body; /* NUL-terminated, body_len bytes */
     size_t body_len, body_cap;
     int body_too_large;
+    int draining; /* arrived after SIGTERM: refused with 503, its connection closed */
 
     char params[API_MAX_PARAMS][128]; /* path parameters in pattern order */
     int nparams;

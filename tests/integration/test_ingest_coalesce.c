@@ -272,6 +272,111 @@ static void shutdown_answers_parked_requests(void **state)
     h_teardown(env);
 }
 
+/* SIGTERM under a steady load on keep-alive connections (the harness keeps
+ * one connection per thread): requests that start after the signal are
+ * refused (503, problem+json, "Connection: close") instead of served, so
+ * the drain ends when the requests already running finish, not when
+ * VIGIL_SHUTDOWN_GRACE runs out. The chaos test found vigil serving new
+ * requests on open connections through the whole grace and taking over
+ * its 15 s stop timeout. Every request is answered: 201 before the
+ * signal, 503 or a refused connection after; none fails otherwise. */
+typedef struct loader {
+    h_env *env;
+    const char *customer;
+    int id;
+    atomic_int *stop;
+    long created, refused, unreachable, other;
+    char refusal[256], other_what[256];
+    pthread_t th;
+} loader;
+
+static void *run_loader(void *arg)
+{
+    loader *l = arg;
+    for (int i = 0; !atomic_load(l->stop); i++) {
+        call c = {.env = l->env};
+        char ext[48];
+        snprintf(ext, sizeof ext, "keepalive-%d-%d", l->id, i);
+        tx_body(&c, ext, l->customer);
+        int rc = h_post(l->env, l->env->admin_key, c.body, &c.r, "/transactions");
+        if (rc != 0) {
+            l->unreachable++;
+            h_sleep_ms(20);
+        } else if (c.r.status == 201) {
+            l->created++;
+        } else if (c.r.status == 503 && !l->refused) {
+            l->refused++;
+            snprintf(l->refusal, sizeof l->refusal, "%s|%s|%s", c.r.content_type,
+                     c.r.headers ? (strcasestr(c.r.headers, "connection: close") ? "close" : "")
+                                 : "",
+                     jstr(&c.r, "detail") ? jstr(&c.r, "detail") : "");
+        } else if (c.r.status == 503) {
+            l->refused++;
+        } else {
+            l->other++;
+            snprintf(l->other_what, sizeof l->other_what, "%ld %.200s", c.r.status, c.r.body);
+        }
+        h_resp_free(&c.r);
+    }
+    return NULL;
+}
+
+static void shutdown_under_keepalive_load_is_prompt(void **state)
+{
+    (void)state;
+    const char *cfg[] = {"VIGIL_SHUTDOWN_GRACE=10", NULL};
+    h_env *env = start_env(cfg);
+    char *b = new_customer(env, "Keepalive Customer");
+    enum { K = 4 };
+    static loader l[K];
+    atomic_int stop = 0;
+    for (int i = 0; i < K; i++) {
+        memset(&l[i], 0, sizeof l[i]);
+        l[i].env = env;
+        l[i].customer = b;
+        l[i].id = i;
+        l[i].stop = &stop;
+        assert_int_equal(pthread_create(&l[i].th, NULL, run_loader, &l[i]), 0);
+    }
+    h_sleep_ms(1500); /* the load runs */
+    pid_t vigil = env->vigil_pid;
+    env->vigil_pid = 0; /* this test stops it */
+    long long t0 = h_now_ms();
+    assert_int_equal(kill(vigil, SIGTERM), 0);
+    int rc = h_proc_stop(vigil, 0, 15000); /* 0: exited 0 within 15 s */
+    long long took = h_now_ms() - t0;
+    h_sleep_ms(300); /* the loaders see the refusals and the closed port */
+    atomic_store(&stop, 1);
+    long created = 0, refused = 0, other = 0;
+    for (int i = 0; i < K; i++) {
+        pthread_join(l[i].th, NULL);
+        created += l[i].created;
+        refused += l[i].refused;
+        other += l[i].other;
+        if (l[i].other)
+            fprintf(stderr, "loader %d: unexpected answer %s\n", i, l[i].other_what);
+    }
+    fprintf(stderr, "SIGTERM under keep-alive load: stopped in %lld ms; %ld created, %ld refused\n",
+            took, created, refused);
+    assert_int_equal(rc, 0);
+    assert_true(took < 5000); /* the grace is 10 s */
+    assert_true(created > 0);
+    assert_true(refused > 0);
+    assert_int_equal(other, 0);
+    for (int i = 0; i < K; i++)
+        if (l[i].refused) {
+            assert_non_null(strstr(l[i].refusal, "application/problem+json|close|"));
+            assert_non_null(strstr(l[i].refusal, "shutting down"));
+        }
+    /* What was answered 201 is stored, and nothing else: a refused request
+     * wrote nothing. */
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions"
+                                     " WHERE external_id LIKE 'keepalive-%'"),
+                     created);
+    free(b);
+    h_teardown(env);
+}
+
 /* VIGIL_INGEST_FLUSHES=0: concurrent requests each commit alone. */
 static void coalescing_off_commits_each_alone(void **state)
 {
@@ -305,6 +410,7 @@ int main(void)
         cmocka_unit_test(joined_requests_get_their_own_answers),
         cmocka_unit_test(coalescing_off_commits_each_alone),
         cmocka_unit_test(shutdown_answers_parked_requests),
+        cmocka_unit_test(shutdown_under_keepalive_load_is_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
