@@ -304,14 +304,13 @@ static void *run_loader(void *arg)
             h_sleep_ms(20);
         } else if (c.r.status == 201) {
             l->created++;
-        } else if (c.r.status == 503 && !l->refused) {
-            l->refused++;
-            snprintf(l->refusal, sizeof l->refusal, "%s|%s|%s", c.r.content_type,
-                     c.r.headers ? (strcasestr(c.r.headers, "connection: close") ? "close" : "")
-                                 : "",
-                     jstr(&c.r, "detail") ? jstr(&c.r, "detail") : "");
         } else if (c.r.status == 503) {
-            l->refused++;
+            /* The first refusal's content type, Connection and detail. */
+            int closes = c.r.headers && strcasestr(c.r.headers, "connection: close");
+            const char *detail = jstr(&c.r, "detail");
+            if (!l->refused++)
+                snprintf(l->refusal, sizeof l->refusal, "%s|%s|%s", c.r.content_type,
+                         closes ? "close" : "", detail ? detail : "");
         } else {
             l->other++;
             snprintf(l->other_what, sizeof l->other_what, "%ld %.200s", c.r.status, c.r.body);

@@ -185,13 +185,17 @@ static void assert_events_in_order(h_env *env, const char *alert_id, long long n
                      n);
 }
 
+/* The events of one type written so far, sequenced or not, as an SQL
+ * subquery of (subject, p = the payload's text). One statement reads both
+ * tables in one snapshot, so an event is in exactly one of them. */
+#define EVENTS_OF_TYPE(type)                                                                       \
+    "(SELECT subject, payload::text AS p FROM outbox WHERE event_type = '" type "'"                \
+    " UNION ALL SELECT subject, payload::text FROM event_log WHERE event_type = '" type "')"
+
 /* aml.alert.created events written so far, sequenced or not. */
 static long long alert_events(h_env *env)
 {
-    long long n = h_db_count(env, "SELECT (SELECT count(*) FROM outbox"
-                                  "  WHERE event_type = 'aml.alert.created')"
-                                  " + (SELECT count(*) FROM event_log"
-                                  "  WHERE event_type = 'aml.alert.created')");
+    long long n = h_db_count(env, "SELECT count(*) FROM " EVENTS_OF_TYPE("aml.alert.created") " e");
     assert_true(n >= 0);
     return n;
 }
@@ -683,19 +687,16 @@ static void alert_json_matches_reference(void **state)
     assert_int_equal(alerts_of(env, cust, "large_cash"), 1);
     assert_int_equal(alerts_of(env, cust, "rapid_movement"), 1);
 
-    /* Each created event's data, wherever the event is now (one
-     * statement, one snapshot). */
-    assert_int_equal(h_db_count(env,
-                                "SELECT count(*) FROM alerts a JOIN ("
-                                " SELECT subject, payload::text AS p FROM outbox"
-                                " WHERE event_type = 'aml.alert.created' UNION ALL"
-                                " SELECT subject, payload::text FROM event_log"
-                                " WHERE event_type = 'aml.alert.created') e"
-                                " ON e.subject = a.id::text"
-                                " WHERE a.customer_id = $1"
-                                " AND (e.p::jsonb)->'data' = " ALERT_JSON_REFERENCE,
-                                cust),
-                     2);
+    /* Each created event's data, wherever the event is now. */
+    assert_int_equal(
+        h_db_count(env,
+                   "SELECT count(*) FROM alerts a JOIN " EVENTS_OF_TYPE(
+                       "aml.alert.created") " e"
+                                            " ON e.subject = a.id::text"
+                                            " WHERE a.customer_id = $1"
+                                            " AND (e.p::jsonb)->'data' = " ALERT_JSON_REFERENCE,
+                   cust),
+        2);
 
     assert_int_equal(h_db_exec(env,
                                "UPDATE alerts SET status = 'closed',"
@@ -713,18 +714,16 @@ static void alert_json_matches_reference(void **state)
                      2);
     /* The update's event carries the same rendering (and the status it
      * replaced). */
-    assert_int_equal(h_db_count(env,
-                                "SELECT count(*) FROM alerts a JOIN ("
-                                " SELECT subject, payload::text AS p FROM outbox"
-                                " WHERE event_type = 'aml.alert.updated' UNION ALL"
-                                " SELECT subject, payload::text FROM event_log"
-                                " WHERE event_type = 'aml.alert.updated') e"
-                                " ON e.subject = a.id::text"
-                                " WHERE a.customer_id = $1 AND a.note LIKE 'said%'"
-                                " AND (e.p::jsonb)->'data' = " ALERT_JSON_REFERENCE
-                                " || jsonb_build_object('previous_status', 'open')",
-                                cust),
-                     1);
+    assert_int_equal(
+        h_db_count(env,
+                   "SELECT count(*) FROM alerts a JOIN " EVENTS_OF_TYPE(
+                       "aml.alert.updated") " e"
+                                            " ON e.subject = a.id::text"
+                                            " WHERE a.customer_id = $1 AND a.note LIKE 'said%'"
+                                            " AND (e.p::jsonb)->'data' = " ALERT_JSON_REFERENCE
+                                            " || jsonb_build_object('previous_status', 'open')",
+                   cust),
+        1);
 }
 
 /* ==== dormant_reactivation {dormant_days 180, min_amount "5000"} =========== */
