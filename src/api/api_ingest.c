@@ -33,6 +33,7 @@
 
 #include <microhttpd.h>
 
+#include "events/pipeline.h"
 #include "events/wake.h"
 #include "store/db.h"
 #include "store/store_keys.h"
@@ -65,7 +66,9 @@ static struct {
     int stopping, nflushers;
     db_pool *pool;
     pthread_t flushers[MAX_FLUSHERS];
+    int sequence, seq_limit; /* VIGIL_INGEST_SEQUENCE, VIGIL_SEQUENCER_BATCH */
     atomic_llong flushes, items, alone, largest;
+    atomic_llong sequenced, seq_failed; /* events sequenced by flushes; failed attempts */
 } ing = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .max_items = 1};
 
 static void *flusher_main(void *arg);
@@ -75,6 +78,8 @@ vg_status api_ingest_start(const vg_config *cfg, db_pool *pool, vg_error *err)
     pthread_mutex_lock(&ing.mu);
     ing.max_running = (int)cfg->ingest_flushes;
     ing.max_items = (int)cfg->max_batch;
+    ing.sequence = (int)cfg->ingest_sequence;
+    ing.seq_limit = (int)cfg->sequencer_batch;
     ing.pool = pool;
     ing.stopping = 0;
     pthread_mutex_unlock(&ing.mu);
@@ -135,6 +140,42 @@ static db_stmt ingest_rows =
             " FROM vigil_ingest_rows_keyed($1::jsonb, $2::uuid[]) ORDER BY idx",
             2);
 
+/* The same, then the sequencer's own step in the same transaction (0030),
+ * from the local sequencer's watermark $3, at most $4 rows. */
+static db_stmt ingest_sequenced =
+    DB_STMT("SELECT idx, duplicate, id, " TX_ANSWER_ITEM_SQL ", seq_moved, seq_last, seq_strays,"
+            " seq_error FROM vigil_ingest_rows_sequenced($1::jsonb, $2::uuid[], $3::bigint,"
+            " $4::int) ORDER BY idx",
+            4);
+
+/* After a committed flush: what its sequencing step did (0030), and the
+ * sequencer's wake-up when events may still wait in the outbox (none was
+ * attempted, it failed, or it stopped at its limit). */
+static void after_commit(const PGresult *r, int sequenced, long long low, int limit)
+{
+    int moved = sequenced ? atoi(PQgetvalue(r, 0, 5)) : -1;
+    if (sequenced && moved < 0) {
+        /* The ingest committed; its events wait for the sequencer, which
+         * meets the same failure and reports it (vigil_sequencer_errors). */
+        atomic_fetch_add(&ing.seq_failed, 1);
+        log_warn("ingest: sequencing in the commit failed (%s); the sequencer takes the events",
+                 PQgetvalue(r, 0, 8));
+    }
+    if (moved > 0)
+        atomic_fetch_add(&ing.sequenced, moved);
+    int strays = sequenced ? atoi(PQgetvalue(r, 0, 7)) : 0;
+    if (strays > 0) {
+        pipeline *p = pipeline_current();
+        if (p)
+            atomic_fetch_add(&p->seq.strays, strays);
+        log_error("ingest: %d outbox row(s) below the sequencer's watermark %lld were "
+                  "sequenced; please report this",
+                  strays, low);
+    }
+    if (moved < 0 || moved >= limit)
+        wake_kick();
+}
+
 /* The distinct API keys of n waiters, as an array literal. */
 static void keys_of(waiter *const *g, int n, db_array *keys)
 {
@@ -172,9 +213,19 @@ static void flush(PGconn *db, waiter *const *all, int n)
         text[len] = '\0';
         db_array keys;
         keys_of(g, n, &keys);
-        const char *p[] = {text, keys.text};
+        /* Sequenced in the commit when the sequencer leads here (its
+         * watermark is known); else the sequencer is woken after it. */
+        long long low = 0;
+        int sequenced = ing.sequence && wake_local_low(&low);
+        char low_s[24], limit_s[16];
+        snprintf(low_s, sizeof low_s, "%lld", low);
+        /* A backlog is the sequencer's work: a commit that POSTs wait for
+         * takes at most 256 rows plus 16 per transaction in it. */
+        int limit = 256 + 16 * n < ing.seq_limit ? 256 + 16 * n : ing.seq_limit;
+        snprintf(limit_s, sizeof limit_s, "%d", limit);
+        const char *p[] = {text, keys.text, low_s, limit_s};
         vg_error err = {0};
-        PGresult *r = db_exec_stmt(db, &ingest_rows, p, &err);
+        PGresult *r = db_exec_stmt(db, sequenced ? &ingest_sequenced : &ingest_rows, p, &err);
         db_array_free(&keys);
         atomic_fetch_add(&ing.flushes, 1);
         atomic_fetch_add(&ing.items, n);
@@ -182,13 +233,13 @@ static void flush(PGconn *db, waiter *const *all, int n)
         while (n > big && !atomic_compare_exchange_weak(&ing.largest, &big, n))
             ;
         if (r && PQntuples(r) == n) {
-            /* Committed: wake the sequencer now, once for the group. Each
-             * request kicking after its reply went out used to spread n
-             * kicks over the time their connections took to resume; a
-             * round that had already taken this commit's events was then
-             * woken again to find nothing (bench/ANALYSIS.md, empty
-             * rounds). */
-            wake_kick();
+            /* Committed: wake the sequencer now (if needed), once for the
+             * group. Each request kicking after its reply went out used to
+             * spread n kicks over the time their connections took to
+             * resume; a round that had already taken this commit's events
+             * was then woken again to find nothing (bench/ANALYSIS.md,
+             * empty rounds). */
+            after_commit(r, sequenced, low, limit);
             for (int i = 0; i < n; i++)
                 answer_row(g[i], r, i);
             PQclear(r);
@@ -479,4 +530,16 @@ void api_ingest_render(FILE *f)
             "# TYPE vigil_ingest_retried_alone_total counter\n"
             "vigil_ingest_retried_alone_total %lld\n",
             (long long)atomic_load(&ing.alone));
+    fprintf(f,
+            "# HELP vigil_ingest_sequenced_events_total Events sequenced in the commit of "
+            "single-transaction POSTs (VIGIL_INGEST_SEQUENCE), theirs and any waiting.\n"
+            "# TYPE vigil_ingest_sequenced_events_total counter\n"
+            "vigil_ingest_sequenced_events_total %lld\n",
+            (long long)atomic_load(&ing.sequenced));
+    fprintf(f,
+            "# HELP vigil_ingest_sequence_failures_total Commits whose sequencing step failed "
+            "(rolled back alone; the sequencer took the events).\n"
+            "# TYPE vigil_ingest_sequence_failures_total counter\n"
+            "vigil_ingest_sequence_failures_total %lld\n",
+            (long long)atomic_load(&ing.seq_failed));
 }

@@ -67,6 +67,7 @@ void sequencer_run(void *arg, PGconn *c)
         snprintf(cand_id, sizeof cand_id, "%s", PQgetvalue(r, 0, 3));
         snprintf(cand_xid, sizeof cand_xid, "%s", PQgetvalue(r, 0, 4));
         atomic_store(&s->outbox_low, atoll(low));
+        wake_set_local_low(atoll(low));
         PQclear(r);
         if (sweep)
             last_sweep = mono_us();

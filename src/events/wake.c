@@ -32,6 +32,7 @@
 static int local_fd = -1;  /* polled by this process's sequencer */
 static int notify_fd = -1; /* read by the notifier thread */
 static atomic_int local_leader;
+static atomic_llong local_low;
 static atomic_int notifier_stop;
 static pthread_t notifier;
 static int notifier_running;
@@ -129,7 +130,19 @@ void wake_kick(void)
 
 void wake_set_local_leader(int leading)
 {
+    atomic_store(&local_low, 0);
     atomic_store(&local_leader, leading);
+}
+
+void wake_set_local_low(long long low)
+{
+    atomic_store(&local_low, low);
+}
+
+int wake_local_low(long long *low)
+{
+    *low = atomic_load(&local_low);
+    return atomic_load(&local_leader);
 }
 
 int wake_local_fd(void)

@@ -20,8 +20,17 @@ void wake_shutdown(void);
 void wake_kick(void);
 
 /* The sequencer says whether it leads in this process (kicks go to it
- * directly) or not (kicks become a NOTIFY). */
+ * directly) or not (kicks become a NOTIFY). Leading again starts its
+ * watermark from 0, as the sequencer does. */
 void wake_set_local_leader(int leading);
+
+/* The sequencer's outbox watermark after each round (every outbox id below
+ * it is sequenced: sql/migrations/0017), for writers that sequence their
+ * own events (api_ingest.c, migration 0030). wake_local_low returns 1 and
+ * the watermark when the sequencer leads in this process, else 0: another
+ * process leads, and this one knows no watermark. */
+void wake_set_local_low(long long low);
+int wake_local_low(long long *low);
 
 /* The eventfd the local sequencer polls (-1 before wake_init), and a read
  * that clears it (1 if it had been kicked). */

@@ -48,6 +48,9 @@
     X(max_json_depth, "VIGIL_MAX_JSON_DEPTH", 16, 2, 1000, "deepest accepted JSON nesting")        \
     X(ingest_flushes, "VIGIL_INGEST_FLUSHES", 1, 0, 256,                                           \
       "concurrent commits that single-transaction POSTs share (0: each request commits alone)")    \
+    X(ingest_sequence, "VIGIL_INGEST_SEQUENCE", 1, 0, 1,                                           \
+      "1: the commit of single-transaction POSTs also sequences their events when the sequencer "  \
+      "leads in this process; 0: the sequencer does it after the commit")                          \
     X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")  \
     X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100,                                                \
       "risk score at or above which a customer is medium risk")                                    \

@@ -403,6 +403,226 @@ static void coalescing_off_commits_each_alone(void **state)
     h_teardown(env);
 }
 
+/* Waits (up to 10 s) until the sequencer leads in this vigil serve. */
+static void wait_sequencer_leads(h_env *env)
+{
+    long long t0 = h_now_ms();
+    while (metric(env, "vigil_sequencer_leader") != 1) {
+        assert_true(h_now_ms() - t0 < 10000);
+        h_sleep_ms(50);
+    }
+}
+
+/* The sequencer's rounds that moved something, from one /metrics answer. */
+static long long sequencer_moves(h_env *env)
+{
+    h_resp r = {0};
+    assert_int_equal(h_get(env, env->admin_key, &r, "/metrics"), 0);
+    assert_int_equal(r.status, 200);
+    long long n = (long long)(h_metric_in(r.body, "vigil_sequencer_calls_total") -
+                              h_metric_in(r.body, "vigil_sequencer_empty_calls_total"));
+    h_resp_free(&r);
+    return n;
+}
+
+static void wait_outbox_empty(h_env *env)
+{
+    long long t0 = h_now_ms();
+    while (h_db_count(env, "SELECT count(*) FROM outbox") != 0) {
+        assert_true(h_now_ms() - t0 < 10000);
+        h_sleep_ms(20);
+    }
+}
+
+/* event_log is gap-free from 1 and its hash chain holds. */
+static void assert_log_intact(h_env *env)
+{
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM event_log"),
+                     h_db_count(env, "SELECT coalesce(max(seq), 0) FROM event_log"));
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM event_log l"
+                                     " LEFT JOIN event_log p ON p.seq = l.seq - 1"
+                                     " WHERE l.prev_hash IS DISTINCT FROM coalesce(p.hash,"
+                                     "  decode(repeat('00', 32), 'hex'))"
+                                     " OR l.hash <> vigil_event_hash(l.prev_hash, l.seq,"
+                                     "  l.event_id, l.event_type, l.subject, l.payload)"),
+                     0);
+}
+
+/* With the sequencer leading in the same process, a single POST's commit
+ * also sequences its event (migration 0030): it is in event_log, written by
+ * the ingest's own transaction, when the 201 arrives; with
+ * VIGIL_INGEST_SEQUENCE=0 the sequencer does it in a commit of its own. */
+static void commit_sequences_its_events(void **state)
+{
+    (void)state;
+    for (int on = 1; on >= 0; on--) {
+        const char *cfg[] = {"VIGIL_ROLES=api,sequencer",
+                             on ? "VIGIL_INGEST_SEQUENCE=1" : "VIGIL_INGEST_SEQUENCE=0", NULL};
+        h_env *env = start_env(cfg);
+        wait_sequencer_leads(env);
+        char *c = new_customer(env, "Sequenced Customer");
+        wait_outbox_empty(env);
+        long long moves = sequencer_moves(env);
+        for (int i = 0; i < 5; i++) {
+            call k = {.env = env};
+            char ext[32];
+            snprintf(ext, sizeof ext, "seq-%d", i);
+            tx_body(&k, ext, c);
+            run_call(&k);
+            assert_int_equal(k.r.status, 201);
+            h_resp_free(&k.r);
+            if (on) /* at once: its commit put it there */
+                assert_int_equal(h_db_count(env,
+                                            "SELECT count(*) FROM transactions t JOIN event_log l"
+                                            " ON l.subject = t.id::text WHERE t.external_id = $1"
+                                            " AND l.event_type = 'aml.transaction.ingested'",
+                                            ext),
+                                 1);
+        }
+        /* Either way each event is sequenced once, in POST order; only
+         * without it did the sequencer move them. */
+        wait_outbox_empty(env);
+        assert_int_equal(
+            h_db_count(env, "SELECT count(*) FROM (SELECT t.external_id,"
+                            "  row_number() OVER (ORDER BY l.seq) AS n"
+                            "  FROM event_log l JOIN transactions t ON l.subject = t.id::text"
+                            "  WHERE l.event_type = 'aml.transaction.ingested') x"
+                            " WHERE x.external_id = 'seq-' || (x.n - 1)"),
+            5);
+        assert_int_equal(sequencer_moves(env) > moves, !on);
+        assert_int_equal(metric(env, "vigil_ingest_sequenced_events_total") >= 5, on);
+        assert_int_equal(metric(env, "vigil_ingest_sequence_failures_total"), 0);
+        assert_log_intact(env);
+        free(c);
+        h_teardown(env);
+    }
+}
+
+typedef struct poster {
+    h_env *env;
+    const char *customer;
+    int k, n, failed;
+    pthread_t th;
+} poster;
+
+static void *run_poster(void *arg)
+{
+    poster *p = arg;
+    for (int i = 0; i < p->n; i++) {
+        call k = {.env = p->env};
+        char ext[32];
+        snprintf(ext, sizeof ext, "mix-%d-%d", p->k, i);
+        tx_body(&k, ext, p->customer);
+        run_call(&k);
+        p->failed += k.r.status != 201;
+        h_resp_free(&k.r);
+    }
+    return NULL;
+}
+
+/* Commits that sequence their own events and the sequencer's rounds (woken
+ * by customer writes meanwhile) share one gap-free, hash-chained log: every
+ * event once, none left behind. */
+static void commits_and_sequencer_share_the_log(void **state)
+{
+    (void)state;
+    const char *cfg[] = {"VIGIL_ROLES=api,sequencer", NULL};
+    h_env *env = start_env(cfg);
+    wait_sequencer_leads(env);
+    char *c = new_customer(env, "Mixed Customer");
+    enum { P = 6, N = 30, CUSTOMERS = 40 };
+    static poster ps[P];
+    for (int i = 0; i < P; i++) {
+        ps[i] = (poster){.env = env, .customer = c, .k = i, .n = N};
+        assert_int_equal(pthread_create(&ps[i].th, NULL, run_poster, &ps[i]), 0);
+    }
+    for (int i = 0; i < CUSTOMERS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "Mixed %d", i);
+        free(new_customer(env, name));
+    }
+    for (int i = 0; i < P; i++) {
+        pthread_join(ps[i].th, NULL);
+        assert_int_equal(ps[i].failed, 0);
+    }
+    wait_outbox_empty(env);
+    /* Both paths ran, */
+    assert_true(metric(env, "vigil_ingest_sequenced_events_total") > 0);
+    assert_true(h_db_count(env, "SELECT count(*) FROM event_log WHERE event_type ="
+                                " 'aml.customer.created'") == CUSTOMERS + 1);
+    /* every transaction's event is there once, */
+    assert_int_equal(h_db_count(env, "SELECT count(DISTINCT t.id) FROM transactions t"
+                                     " JOIN event_log l ON l.subject = t.id::text"
+                                     " AND l.event_type = 'aml.transaction.ingested'"),
+                     P * N);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM event_log"),
+                     h_db_count(env, "SELECT count(DISTINCT event_id) FROM event_log"));
+    /* and the log is gap-free and chained. */
+    assert_log_intact(env);
+    assert_int_equal(metric(env, "vigil_sequencer_strays_total"), 0);
+    free(c);
+    h_teardown(env);
+}
+
+/* The sequencing step failing (here: a payload that is not a JSON object,
+ * written by plain SQL) does not fail the ingest: the transaction is
+ * stored, the failure is returned, and the events wait in the outbox. */
+static void failed_sequencing_keeps_the_ingest(void **state)
+{
+    (void)state;
+    h_env *env = h_env_new();
+    assert_non_null(env);
+    assert_int_equal(h_pg_start(env), 0);
+    assert_int_equal(h_migrate(env), 0);
+    assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
+    const char *cfg[] = {"VIGIL_ROLES=api", NULL};
+    assert_int_equal(h_vigil_start(env, cfg), 0);
+    char *c = new_customer(env, "Poisoned Customer");
+    assert_int_equal(h_db_exec(env, "INSERT INTO outbox (event_id, event_type, subject, payload)"
+                                    " VALUES (gen_random_uuid(), 'aml.test.poison', 'p', '[1]')"),
+                     0);
+    char items[512];
+    snprintf(items, sizeof items,
+             "[{\"external_id\": \"poisoned\", \"customer_id\": \"%s\", \"amount\": \"5.00\","
+             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2026-11-01T10:00:00Z\"}]",
+             c);
+    char *r = h_db_text(env,
+                        "SELECT seq_moved || ' ' || coalesce(seq_error, '') FROM"
+                        " vigil_ingest_rows_sequenced($1::jsonb, '{}'::uuid[], 0, 100)",
+                        items);
+    assert_non_null(r);
+    assert_non_null(strstr(r, "-1 "));
+    assert_non_null(strstr(r, "is not a JSON object"));
+    free(r);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions"
+                                     " WHERE external_id = 'poisoned'"),
+                     1);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM event_log"), 0);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM outbox"
+                                     " WHERE event_type = 'aml.transaction.ingested'"),
+                     1);
+    /* Without the poison the same call sequences everything waiting. */
+    assert_int_equal(h_db_exec(env, "DELETE FROM outbox WHERE event_type = 'aml.test.poison'"), 0);
+    snprintf(items, sizeof items,
+             "[{\"external_id\": \"cured\", \"customer_id\": \"%s\", \"amount\": \"5.00\","
+             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
+             " \"occurred_at\": \"2026-11-01T10:00:01Z\"}]",
+             c);
+    long long waiting = h_db_count(env, "SELECT count(*) FROM outbox");
+    assert_true(waiting >= 2); /* the customer's event and poisoned's */
+    long long moved = h_db_count(env,
+                                 "SELECT seq_moved FROM"
+                                 " vigil_ingest_rows_sequenced($1::jsonb, '{}'::uuid[], 0, 100)",
+                                 items);
+    assert_true(moved > waiting); /* and cured's */
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM event_log"), moved);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM outbox"), 0);
+    assert_log_intact(env);
+    free(c);
+    h_teardown(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +630,9 @@ int main(void)
         cmocka_unit_test(coalescing_off_commits_each_alone),
         cmocka_unit_test(shutdown_answers_parked_requests),
         cmocka_unit_test(shutdown_under_keepalive_load_is_prompt),
+        cmocka_unit_test(commit_sequences_its_events),
+        cmocka_unit_test(commits_and_sequencer_share_the_log),
+        cmocka_unit_test(failed_sequencing_keeps_the_ingest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
