@@ -570,23 +570,16 @@ static void commits_and_sequencer_share_the_log(void **state)
 static void failed_sequencing_keeps_the_ingest(void **state)
 {
     (void)state;
-    h_env *env = h_env_new();
-    assert_non_null(env);
-    assert_int_equal(h_pg_start(env), 0);
-    assert_int_equal(h_migrate(env), 0);
-    assert_int_equal(h_key_create(env, "admin", env->admin_key, sizeof env->admin_key), 0);
     const char *cfg[] = {"VIGIL_ROLES=api", NULL};
-    assert_int_equal(h_vigil_start(env, cfg), 0);
+    h_env *env = start_env(cfg);
     char *c = new_customer(env, "Poisoned Customer");
     assert_int_equal(h_db_exec(env, "INSERT INTO outbox (event_id, event_type, subject, payload)"
                                     " VALUES (gen_random_uuid(), 'aml.test.poison', 'p', '[1]')"),
                      0);
-    char items[512];
-    snprintf(items, sizeof items,
-             "[{\"external_id\": \"poisoned\", \"customer_id\": \"%s\", \"amount\": \"5.00\","
-             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
-             " \"occurred_at\": \"2026-11-01T10:00:00Z\"}]",
-             c);
+    call k = {0};
+    char items[sizeof k.body + 2];
+    tx_body(&k, "poisoned", c);
+    snprintf(items, sizeof items, "[%s]", k.body);
     char *r = h_db_text(env,
                         "SELECT seq_moved || ' ' || coalesce(seq_error, '') FROM"
                         " vigil_ingest_rows_sequenced($1::jsonb, '{}'::uuid[], 0, 100)",
@@ -604,11 +597,8 @@ static void failed_sequencing_keeps_the_ingest(void **state)
                      1);
     /* Without the poison the same call sequences everything waiting. */
     assert_int_equal(h_db_exec(env, "DELETE FROM outbox WHERE event_type = 'aml.test.poison'"), 0);
-    snprintf(items, sizeof items,
-             "[{\"external_id\": \"cured\", \"customer_id\": \"%s\", \"amount\": \"5.00\","
-             " \"currency\": \"USD\", \"direction\": \"in\", \"channel\": \"wire\","
-             " \"occurred_at\": \"2026-11-01T10:00:01Z\"}]",
-             c);
+    tx_body(&k, "cured", c);
+    snprintf(items, sizeof items, "[%s]", k.body);
     long long waiting = h_db_count(env, "SELECT count(*) FROM outbox");
     assert_true(waiting >= 2); /* the customer's event and poisoned's */
     long long moved = h_db_count(env,
