@@ -214,7 +214,11 @@ static void flush(PGconn *db, waiter *const *all, int n)
         db_array keys;
         keys_of(g, n, &keys);
         /* Sequenced in the commit when the sequencer leads here (its
-         * watermark is known); else the sequencer is woken after it. */
+         * watermark is known); else the sequencer is woken after it. Only
+         * the watermark goes in, never out: the call's own candidate
+         * (0017) is not valid (this transaction's xid was assigned before
+         * the call reads the outbox sequence, not after), so it passes no
+         * candidate, moves no watermark, and its outputs are ignored. */
         long long low = 0;
         int sequenced = ing.sequence && wake_local_low(&low);
         char low_s[24], limit_s[16];
