@@ -30,7 +30,8 @@
 -- Returned per item: idx, duplicate, id, tx as vigil_ingest_rows_keyed;
 -- the same on every row: seq_moved (rows sequenced; -1 when the sequencing
 -- failed), seq_last (the last seq written), seq_strays (rows found below
--- `low`: should be 0; the sequencer logs and counts them) and seq_error.
+-- `low`: should be 0; the caller logs them and counts them with the
+-- sequencer's, vigil_sequencer_strays_total) and seq_error.
 
 CREATE TYPE vigil_ingested AS (idx int, duplicate boolean, id uuid, tx text);
 
