@@ -148,32 +148,39 @@ static db_stmt ingest_sequenced =
             " $4::int) ORDER BY idx",
             4);
 
-/* After a committed flush: what its sequencing step did (0030), and the
- * sequencer's wake-up when events may still wait in the outbox (none was
- * attempted, it failed, or it stopped at its limit). */
-static void after_commit(const PGresult *r, int sequenced, long long low, int limit)
+int api_ingest_sequencing(int n, tx_sequencing *seq)
 {
-    int moved = sequenced ? atoi(PQgetvalue(r, 0, 5)) : -1;
-    if (sequenced && moved < 0) {
+    *seq = (tx_sequencing){0};
+    /* Only the watermark goes in, never out: the step's own candidate
+     * (0017) is not valid (the ingest's xid was assigned before the step
+     * reads the outbox sequence, not after), so it passes no candidate,
+     * moves no watermark, and its outputs are not kept. A backlog is the
+     * sequencer's work: a commit that POSTs wait for takes at most 256
+     * rows plus 16 per transaction in it. */
+    seq->limit = 256 + 16 * n < ing.seq_limit ? 256 + 16 * n : ing.seq_limit;
+    return ing.sequence && wake_local_low(&seq->low);
+}
+
+int api_ingest_sequenced(const tx_sequencing *seq)
+{
+    if (seq->moved < 0) {
         /* The ingest committed; its events wait for the sequencer, which
          * meets the same failure and reports it (vigil_sequencer_errors). */
         atomic_fetch_add(&ing.seq_failed, 1);
         log_warn("ingest: sequencing in the commit failed (%s); the sequencer takes the events",
-                 PQgetvalue(r, 0, 8));
+                 seq->error);
     }
-    if (moved > 0)
-        atomic_fetch_add(&ing.sequenced, moved);
-    int strays = sequenced ? atoi(PQgetvalue(r, 0, 7)) : 0;
-    if (strays > 0) {
+    if (seq->moved > 0)
+        atomic_fetch_add(&ing.sequenced, seq->moved);
+    if (seq->strays > 0) {
         pipeline *p = pipeline_current();
         if (p)
-            atomic_fetch_add(&p->seq.strays, strays);
+            atomic_fetch_add(&p->seq.strays, seq->strays);
         log_error("ingest: %d outbox row(s) below the sequencer's watermark %lld were "
                   "sequenced; please report this",
-                  strays, low);
+                  seq->strays, seq->low);
     }
-    if (moved < 0 || moved >= limit)
-        wake_kick();
+    return seq->moved < 0 || seq->moved >= seq->limit;
 }
 
 /* The distinct API keys of n waiters, as an array literal. */
@@ -214,19 +221,12 @@ static void flush(PGconn *db, waiter *const *all, int n)
         db_array keys;
         keys_of(g, n, &keys);
         /* Sequenced in the commit when the sequencer leads here (its
-         * watermark is known); else the sequencer is woken after it. Only
-         * the watermark goes in, never out: the call's own candidate
-         * (0017) is not valid (this transaction's xid was assigned before
-         * the call reads the outbox sequence, not after), so it passes no
-         * candidate, moves no watermark, and its outputs are ignored. */
-        long long low = 0;
-        int sequenced = ing.sequence && wake_local_low(&low);
+         * watermark is known); else the sequencer is woken after it. */
+        tx_sequencing seq;
+        int sequenced = api_ingest_sequencing(n, &seq);
         char low_s[24], limit_s[16];
-        snprintf(low_s, sizeof low_s, "%lld", low);
-        /* A backlog is the sequencer's work: a commit that POSTs wait for
-         * takes at most 256 rows plus 16 per transaction in it. */
-        int limit = 256 + 16 * n < ing.seq_limit ? 256 + 16 * n : ing.seq_limit;
-        snprintf(limit_s, sizeof limit_s, "%d", limit);
+        snprintf(low_s, sizeof low_s, "%lld", seq.low);
+        snprintf(limit_s, sizeof limit_s, "%d", seq.limit);
         const char *p[] = {text, keys.text, low_s, limit_s};
         vg_error err = {0};
         PGresult *r = db_exec_stmt(db, sequenced ? &ingest_sequenced : &ingest_rows, p, &err);
@@ -243,7 +243,13 @@ static void flush(PGconn *db, waiter *const *all, int n)
              * resume; a round that had already taken this commit's events
              * was then woken again to find nothing (bench/ANALYSIS.md,
              * empty rounds). */
-            after_commit(r, sequenced, low, limit);
+            if (sequenced) {
+                seq.moved = atoi(PQgetvalue(r, 0, 5));
+                seq.strays = atoi(PQgetvalue(r, 0, 7));
+                snprintf(seq.error, sizeof seq.error, "%s", PQgetvalue(r, 0, 8));
+            }
+            if (!sequenced || api_ingest_sequenced(&seq))
+                wake_kick();
             for (int i = 0; i < n; i++)
                 answer_row(g[i], r, i);
             PQclear(r);

@@ -29,6 +29,7 @@
 #include <stdio.h>
 
 #include "store/db.h"
+#include "store/store_work.h"
 #include "util/config.h"
 #include "util/status.h"
 
@@ -69,6 +70,15 @@ void api_ingest_ticket_free(api_ingest_ticket *t);
  * with "duplicate", *id its id and *created 1 when it was new. */
 vg_status api_ingest_one(PGconn *db, json_t *item, const char *key_id, char **out, char id[37],
                          int *created, vg_error *err);
+
+/* Whether a commit of n transactions also runs the sequencer's step
+ * (VIGIL_INGEST_SEQUENCE and the sequencer leads in this process; migration
+ * 0030), and with what watermark and row limit (filled into *seq). */
+int api_ingest_sequencing(int n, tx_sequencing *seq);
+
+/* After such a commit: logs and counts what the step did; 1 when the
+ * sequencer must still be woken (the step failed or met its limit). */
+int api_ingest_sequenced(const tx_sequencing *seq);
 
 /* Prometheus lines: flushes, items, items per flush, retries. */
 void api_ingest_render(FILE *f);

@@ -15,6 +15,9 @@
 #include "domain/timeparse.h"
 #include "store/store_work.h"
 
+/* Batches up to this size are sequenced in their own commit (0030). */
+#define SEQUENCED_BATCH_MAX 100
+
 /* The reply of a single-transaction POST once its flush has answered it. */
 static void tx_single_resumed(api_ctx *ctx)
 {
@@ -81,6 +84,7 @@ void api_transactions_post(api_ctx *ctx)
     }
     long created = 0, duplicates = 0;
     if (items) {
+        int n_items = (int)json_array_size(items);
         char *text = json_dumps(items, JSON_COMPACT);
         json_decref(items); /* peak memory: the trees go before the reply comes */
         json_decref(body);
@@ -88,7 +92,19 @@ void api_transactions_post(api_ctx *ctx)
         if (!text)
             abort();
         PGconn *db = api_db(ctx, &err);
-        st = db ? tx_ingest(db, text, &out, &created, &duplicates, &err) : err.code;
+        /* A small batch's commit also sequences its events, as the single
+         * POSTs' does; a large one leaves that to the sequencer, which
+         * works beside the next batch instead of inside this one. */
+        tx_sequencing seq;
+        int sequenced = n_items <= SEQUENCED_BATCH_MAX && api_ingest_sequencing(n_items, &seq);
+        if (!db)
+            st = err.code;
+        else if (sequenced)
+            st = tx_ingest_sequenced(db, text, &seq, &out, &created, &duplicates, &err);
+        else
+            st = tx_ingest(db, text, &out, &created, &duplicates, &err);
+        if (st == VG_OK && sequenced)
+            ctx->kicked = !api_ingest_sequenced(&seq);
         free(text);
         if (st == VG_E_INVALID && err.items) {
             /* Name the offending field inside the batch. */

@@ -12,29 +12,29 @@
 #include "store/db.h"
 #include "store/store_list.h"
 
-vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created, long *duplicates,
-                    vg_error *err)
+/* The batch answer over the rows of `rows_sql` (vigil_ingest_rows or
+ * vigil_ingest_rows_sequenced), then `extra` columns. One statement: the
+ * function runs in its own implicit transaction. The counts come as
+ * columns too, so nobody parses the reply to read them. The answer is
+ * joined as text, each item rendered once: jsonb_agg copied every item
+ * into one big jsonb only to print it again (26 ms against 13 for 1,000
+ * items, and inside the transaction, so while the batch's customers are
+ * locked). The envelope's bytes are what jsonb_build_object('created', ..,
+ * 'duplicates', .., 'items', ..)::text printed: jsonb's key order (items,
+ * created, duplicates), its ", " and ": " separators, and null for an item
+ * without a row (which vigil_ingest_rows never returns); each item is
+ * TX_ANSWER_ITEM_SQL. */
+#define TX_BATCH_ANSWER_SQL(extra, rows_sql)                                                       \
+    "SELECT '{\"items\": [' || coalesce(string_agg(coalesce(" TX_ANSWER_ITEM_SQL                   \
+    ", 'null'), ', ' ORDER BY idx), '')"                                                           \
+    " || '], \"created\": ' || count(*) FILTER (WHERE NOT duplicate)"                              \
+    " || ', \"duplicates\": ' || count(*) FILTER (WHERE duplicate) || '}',"                        \
+    " count(*) FILTER (WHERE NOT duplicate), count(*) FILTER (WHERE duplicate)" extra              \
+    " FROM " rows_sql
+
+static vg_status tx_ingest_answer(PGresult *r, char **out, long *created, long *duplicates,
+                                  vg_error *err)
 {
-    const char *p[] = {items_json};
-    /* One statement: the function runs in its own implicit transaction. The
-     * counts come as columns too, so nobody parses the reply to read them.
-     * The answer is joined as text, each item rendered once: jsonb_agg
-     * copied every item into one big jsonb only to print it again (26 ms
-     * against 13 for 1,000 items, and inside the transaction, so while the
-     * batch's customers are locked). The envelope's bytes are what
-     * jsonb_build_object('created', .., 'duplicates', .., 'items', ..)::text
-     * printed: jsonb's key order (items, created, duplicates), its ", "
-     * and ": " separators, and null for an item without a row (which
-     * vigil_ingest_rows never returns); each item is TX_ANSWER_ITEM_SQL. */
-    PGresult *r =
-        db_exec(c,
-                "SELECT '{\"items\": [' || coalesce(string_agg(coalesce(" TX_ANSWER_ITEM_SQL
-                ", 'null'), ', ' ORDER BY idx), '')"
-                " || '], \"created\": ' || count(*) FILTER (WHERE NOT duplicate)"
-                " || ', \"duplicates\": ' || count(*) FILTER (WHERE duplicate) || '}',"
-                " count(*) FILTER (WHERE NOT duplicate), count(*) FILTER (WHERE duplicate)"
-                " FROM vigil_ingest_rows($1::jsonb)",
-                1, p, err);
     *out = NULL;
     if (!r)
         return err ? err->code : VG_E_UNAVAILABLE;
@@ -42,8 +42,40 @@ vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created
         abort();
     *created = atol(PQgetvalue(r, 0, 1));
     *duplicates = atol(PQgetvalue(r, 0, 2));
-    PQclear(r);
     return VG_OK;
+}
+
+vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created, long *duplicates,
+                    vg_error *err)
+{
+    const char *p[] = {items_json};
+    PGresult *r = db_exec(c, TX_BATCH_ANSWER_SQL("", "vigil_ingest_rows($1::jsonb)"), 1, p, err);
+    vg_status st = tx_ingest_answer(r, out, created, duplicates, err);
+    PQclear(r);
+    return st;
+}
+
+vg_status tx_ingest_sequenced(PGconn *c, const char *items_json, tx_sequencing *seq, char **out,
+                              long *created, long *duplicates, vg_error *err)
+{
+    char low[24], limit[16];
+    snprintf(low, sizeof low, "%lld", seq->low);
+    snprintf(limit, sizeof limit, "%d", seq->limit);
+    const char *p[] = {items_json, low, limit};
+    /* The step's outcome is the same on every row. */
+    PGresult *r = db_exec(c,
+                          TX_BATCH_ANSWER_SQL(", max(seq_moved), max(seq_strays), max(seq_error)",
+                                              "vigil_ingest_rows_sequenced($1::jsonb, '{}'::uuid[],"
+                                              " $2::bigint, $3::int)"),
+                          3, p, err);
+    vg_status st = tx_ingest_answer(r, out, created, duplicates, err);
+    if (st == VG_OK) {
+        seq->moved = atoi(PQgetvalue(r, 0, 3));
+        seq->strays = atoi(PQgetvalue(r, 0, 4));
+        snprintf(seq->error, sizeof seq->error, "%s", PQgetvalue(r, 0, 5));
+    }
+    PQclear(r);
+    return st;
 }
 
 vg_status tx_get(PGconn *c, const char *id, char **out, vg_error *err)

@@ -22,6 +22,20 @@
 vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created, long *duplicates,
                     vg_error *err);
 
+/* The sequencer's step in the ingest's own transaction (migration 0030):
+ * low and limit go in; moved (-1: the step failed and was rolled back
+ * alone, error says why), strays and error come out. */
+typedef struct tx_sequencing {
+    long long low;
+    int limit;
+    int moved, strays;
+    char error[256];
+} tx_sequencing;
+
+/* tx_ingest, then the sequencer's step in the same commit. */
+vg_status tx_ingest_sequenced(PGconn *c, const char *items_json, tx_sequencing *seq, char **out,
+                              long *created, long *duplicates, vg_error *err);
+
 /* One item of an ingest answer, as SQL over vigil_ingest_rows' columns (tx,
  * duplicate): the transaction with "duplicate" added first, as text. tx is
  * vigil_tx_json_text (migrations 0027, 0028), an object that starts with

@@ -49,8 +49,9 @@
     X(ingest_flushes, "VIGIL_INGEST_FLUSHES", 1, 0, 256,                                           \
       "concurrent commits that single-transaction POSTs share (0: each request commits alone)")    \
     X(ingest_sequence, "VIGIL_INGEST_SEQUENCE", 1, 0, 1,                                           \
-      "1: the commit of single-transaction POSTs also sequences their events when the sequencer "  \
-      "leads in this process; 0: the sequencer does it after the commit")                          \
+      "1: the commit of single-transaction POSTs (and of batches of up to 100) also sequences "    \
+      "their events when the sequencer leads in this process; 0: the sequencer does it after the " \
+      "commit")                                                                                    \
     X(page_limit_max, "VIGIL_PAGE_LIMIT_MAX", 500, 1, 10000, "largest ?limit= on list endpoints")  \
     X(risk_medium, "VIGIL_RISK_MEDIUM", 30, 1, 100,                                                \
       "risk score at or above which a customer is medium risk")                                    \

@@ -498,6 +498,64 @@ static void commit_sequences_its_events(void **state)
     }
 }
 
+/* POST /transactions with a batch of n transactions PREFIX-0..n-1. */
+static void post_batch(h_env *env, const char *prefix, int n, const char *customer)
+{
+    size_t cap = 64 + (size_t)n * 300, len = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    len += (size_t)snprintf(body + len, cap - len, "{\"transactions\": [");
+    for (int i = 0; i < n; i++) {
+        call k = {0};
+        char ext[40];
+        snprintf(ext, sizeof ext, "%s-%d", prefix, i);
+        tx_body(&k, ext, customer);
+        len += (size_t)snprintf(body + len, cap - len, "%s%s", i ? ", " : "", k.body);
+    }
+    snprintf(body + len, cap - len, "]}");
+    h_resp r = {0};
+    assert_int_equal(h_post(env, env->admin_key, body, &r, "/transactions"), 0);
+    assert_int_equal(r.status, 201);
+    h_resp_free(&r);
+    free(body);
+}
+
+/* A batch of up to 100 is sequenced in its own commit too; a larger one
+ * is left to the sequencer. */
+static void small_batches_sequence_in_their_commit(void **state)
+{
+    (void)state;
+    const char *cfg[] = {"VIGIL_ROLES=api,sequencer", NULL};
+    h_env *env = start_env(cfg);
+    wait_sequencer_leads(env);
+    char *c = new_customer(env, "Batch Customer");
+    wait_outbox_empty(env);
+    long long moves = sequencer_moves(env);
+    post_batch(env, "small", 3, c);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions t JOIN event_log l"
+                                     " ON l.subject = t.id::text WHERE t.external_id LIKE 'small-%'"
+                                     " AND l.event_type = 'aml.transaction.ingested'"),
+                     3);
+    post_batch(env, "edge", 100, c);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions t JOIN event_log l"
+                                     " ON l.subject = t.id::text WHERE t.external_id LIKE 'edge-%'"
+                                     " AND l.event_type = 'aml.transaction.ingested'"),
+                     100);
+    wait_outbox_empty(env);
+    assert_int_equal(sequencer_moves(env), moves);
+    post_batch(env, "large", 101, c);
+    wait_outbox_empty(env);
+    assert_true(sequencer_moves(env) > moves);
+    assert_int_equal(h_db_count(env, "SELECT count(*) FROM transactions t JOIN event_log l"
+                                     " ON l.subject = t.id::text"
+                                     " AND l.event_type = 'aml.transaction.ingested'"),
+                     204);
+    assert_int_equal(metric(env, "vigil_sequencer_strays_total"), 0);
+    assert_log_intact(env);
+    free(c);
+    h_teardown(env);
+}
+
 typedef struct poster {
     h_env *env;
     const char *customer;
@@ -633,6 +691,7 @@ int main(void)
         cmocka_unit_test(commit_sequences_its_events),
         cmocka_unit_test(commits_and_sequencer_share_the_log),
         cmocka_unit_test(failed_sequencing_keeps_the_ingest),
+        cmocka_unit_test(small_batches_sequence_in_their_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
