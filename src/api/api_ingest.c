@@ -134,18 +134,20 @@ static void answer_error(waiter *w, const vg_error *err)
 
 /* vigil_ingest_rows_keyed checks the items' API keys first, in the
  * transaction that writes (migrations 0024, 0028): the request was
- * authenticated from a cache (keys_authenticate_cached). */
+ * authenticated from a cache (keys_authenticate_cached). Each item's answer
+ * over the rows of `rows_sql`, then `extra` columns. */
+#define INGEST_ROWS_SQL(extra, rows_sql)                                                           \
+    "SELECT idx, duplicate, id, " TX_ANSWER_ITEM_SQL extra " FROM " rows_sql " ORDER BY idx"
 static db_stmt ingest_rows =
-    DB_STMT("SELECT idx, duplicate, id, " TX_ANSWER_ITEM_SQL
-            " FROM vigil_ingest_rows_keyed($1::jsonb, $2::uuid[]) ORDER BY idx",
-            2);
+    DB_STMT(INGEST_ROWS_SQL("", "vigil_ingest_rows_keyed($1::jsonb, $2::uuid[])"), 2);
 
 /* The same, then the sequencer's own step in the same transaction (0030),
- * from the local sequencer's watermark $3, at most $4 rows. */
+ * from the local sequencer's watermark $3, at most $4 rows; its outcome in
+ * columns 4.. (tx_sequencing_read). */
 static db_stmt ingest_sequenced =
-    DB_STMT("SELECT idx, duplicate, id, " TX_ANSWER_ITEM_SQL ", seq_moved, seq_last, seq_strays,"
-            " seq_error FROM vigil_ingest_rows_sequenced($1::jsonb, $2::uuid[], $3::bigint,"
-            " $4::int) ORDER BY idx",
+    DB_STMT(INGEST_ROWS_SQL(", seq_moved, seq_strays, seq_error",
+                            "vigil_ingest_rows_sequenced($1::jsonb, $2::uuid[], $3::bigint,"
+                            " $4::int)"),
             4);
 
 int api_ingest_sequencing(int n, tx_sequencing *seq)
@@ -225,8 +227,7 @@ static void flush(PGconn *db, waiter *const *all, int n)
         tx_sequencing seq;
         int sequenced = api_ingest_sequencing(n, &seq);
         char low_s[24], limit_s[16];
-        snprintf(low_s, sizeof low_s, "%lld", seq.low);
-        snprintf(limit_s, sizeof limit_s, "%d", seq.limit);
+        tx_sequencing_params(&seq, low_s, limit_s);
         const char *p[] = {text, keys.text, low_s, limit_s};
         vg_error err = {0};
         PGresult *r = db_exec_stmt(db, sequenced ? &ingest_sequenced : &ingest_rows, p, &err);
@@ -243,11 +244,8 @@ static void flush(PGconn *db, waiter *const *all, int n)
              * resume; a round that had already taken this commit's events
              * was then woken again to find nothing (bench/ANALYSIS.md,
              * empty rounds). */
-            if (sequenced) {
-                seq.moved = atoi(PQgetvalue(r, 0, 5));
-                seq.strays = atoi(PQgetvalue(r, 0, 7));
-                snprintf(seq.error, sizeof seq.error, "%s", PQgetvalue(r, 0, 8));
-            }
+            if (sequenced)
+                tx_sequencing_read(r, 4, &seq);
             if (!sequenced || api_ingest_sequenced(&seq))
                 wake_kick();
             for (int i = 0; i < n; i++)

@@ -55,12 +55,24 @@ vg_status tx_ingest(PGconn *c, const char *items_json, char **out, long *created
     return st;
 }
 
+void tx_sequencing_params(const tx_sequencing *seq, char low[24], char limit[16])
+{
+    snprintf(low, 24, "%lld", seq->low);
+    snprintf(limit, 16, "%d", seq->limit);
+}
+
+void tx_sequencing_read(const PGresult *r, int col, tx_sequencing *seq)
+{
+    seq->moved = atoi(PQgetvalue(r, 0, col));
+    seq->strays = atoi(PQgetvalue(r, 0, col + 1));
+    snprintf(seq->error, sizeof seq->error, "%s", PQgetvalue(r, 0, col + 2));
+}
+
 vg_status tx_ingest_sequenced(PGconn *c, const char *items_json, tx_sequencing *seq, char **out,
                               long *created, long *duplicates, vg_error *err)
 {
     char low[24], limit[16];
-    snprintf(low, sizeof low, "%lld", seq->low);
-    snprintf(limit, sizeof limit, "%d", seq->limit);
+    tx_sequencing_params(seq, low, limit);
     const char *p[] = {items_json, low, limit};
     /* The step's outcome is the same on every row. */
     PGresult *r = db_exec(c,
@@ -69,11 +81,8 @@ vg_status tx_ingest_sequenced(PGconn *c, const char *items_json, tx_sequencing *
                                               " $2::bigint, $3::int)"),
                           3, p, err);
     vg_status st = tx_ingest_answer(r, out, created, duplicates, err);
-    if (st == VG_OK) {
-        seq->moved = atoi(PQgetvalue(r, 0, 3));
-        seq->strays = atoi(PQgetvalue(r, 0, 4));
-        snprintf(seq->error, sizeof seq->error, "%s", PQgetvalue(r, 0, 5));
-    }
+    if (st == VG_OK)
+        tx_sequencing_read(r, 3, seq);
     PQclear(r);
     return st;
 }

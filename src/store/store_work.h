@@ -32,6 +32,12 @@ typedef struct tx_sequencing {
     char error[256];
 } tx_sequencing;
 
+/* The step's parameters as text ($low::bigint, $limit::int), and its
+ * outcome read from columns col.. (seq_moved, seq_strays, seq_error) of
+ * row 0 of vigil_ingest_rows_sequenced's answer. */
+void tx_sequencing_params(const tx_sequencing *seq, char low[24], char limit[16]);
+void tx_sequencing_read(const PGresult *r, int col, tx_sequencing *seq);
+
 /* tx_ingest, then the sequencer's step in the same commit. */
 vg_status tx_ingest_sequenced(PGconn *c, const char *items_json, tx_sequencing *seq, char **out,
                               long *created, long *duplicates, vg_error *err);
